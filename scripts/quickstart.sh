@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Sets promptdex up on a fresh clone and runs the main job on the sample that ships here:
+# build, fetch the models (sha256-checked), import 10k real DiffusionDB prompts, search them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v cargo >/dev/null || { echo "cargo is needed: https://rustup.rs" >&2; exit 1; }
+cargo build --release --quiet
+bin=target/release/promptdex
+"$bin" models fetch
+"$bin" import examples/data/diffusiondb_prompts_10k.tsv --index index
+"$bin" search "a cute cat wearing a space suit, digital art" --index index -k 5

@@ -1,0 +1,15 @@
+//! promptdex: what prompt made this image?
+//!
+//! The crate follows the data flow of the engine, one module per stage:
+//! [`models`] (fetch and run the neural models) -> [`ingest`] (read corpora) ->
+//! [`store`] (sled catalog, HNSW vectors, tantivy text) -> [`search`] (BM25, semantic, fused).
+//! The `promptdex` binary is a thin command line over these.
+
+pub mod build;
+pub mod error;
+pub mod ingest;
+pub mod models;
+pub mod search;
+pub mod store;
+
+pub use error::{Error, Result};

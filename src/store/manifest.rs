@@ -1,0 +1,91 @@
+//! The manifest: how an index was built, so that it is never read with the wrong models.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// On-disk format version written by this build.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// `DIR/manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// On-disk format version.
+    pub format_version: u32,
+    /// Registry name of the text embedder.
+    pub text_model: String,
+    /// sha256 of the text embedder's weights.
+    pub text_model_sha256: String,
+    /// Embedding dimension.
+    pub dim: usize,
+}
+
+impl Manifest {
+    /// A manifest for the current format and the given text model.
+    pub fn new(text_model: &str, text_model_sha256: &str, dim: usize) -> Self {
+        Self {
+            format_version: FORMAT_VERSION,
+            text_model: text_model.to_string(),
+            text_model_sha256: text_model_sha256.to_string(),
+            dim,
+        }
+    }
+
+    /// Reads `dir/manifest.json`; `None` when there is none.
+    pub fn read(dir: &Path) -> Result<Option<Self>> {
+        let path = dir.join("manifest.json");
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| Error::index(dir, format!("manifest.json is damaged: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(path, e)),
+        }
+    }
+
+    /// Writes `dir/manifest.json` atomically.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let path = dir.join("manifest.json");
+        let tmp = dir.join("manifest.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(path, e))
+    }
+
+    /// Fails unless an index with this manifest can be used with `expected`'s models.
+    pub fn check_compatible(&self, dir: &Path, expected: &Manifest) -> Result<()> {
+        if self.format_version != expected.format_version {
+            return Err(Error::index(
+                dir,
+                format!(
+                    "format version {} (this build reads {}); rebuild the index",
+                    self.format_version, expected.format_version
+                ),
+            ));
+        }
+        if self.text_model != expected.text_model
+            || self.text_model_sha256 != expected.text_model_sha256
+            || self.dim != expected.dim
+        {
+            return Err(Error::index(
+                dir,
+                format!(
+                    "built with text model {} ({}-d, weights {}), not {} ({}-d, weights {}); \
+                     use the same model or another index directory",
+                    self.text_model,
+                    self.dim,
+                    short(&self.text_model_sha256),
+                    expected.text_model,
+                    expected.dim,
+                    short(&expected.text_model_sha256)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}

@@ -1,0 +1,168 @@
+//! The full-text index: tantivy, BM25 over the prompt text.
+//!
+//! Documents carry the record id (indexed, stored, fast), the prompt (tokenised, stored) and
+//! the record's metadata (stored JSON), so a reader answers searches without the catalog.
+//! Each commit carries the id up to which the index is synced as its payload.
+
+use std::path::Path;
+
+use serde_json::{Map, Value as Json};
+use tantivy::collector::TopDocs;
+use tantivy::query::{QueryParser, TermQuery};
+use tantivy::schema::{Field, IndexRecordOption, Schema, Value, FAST, INDEXED, STORED, TEXT};
+use tantivy::{doc, Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
+
+use super::catalog::Catalog;
+use crate::{Error, Result};
+
+/// Memory the writer may use before it flushes a segment.
+const WRITER_HEAP: usize = 128 << 20;
+
+/// A BM25 hit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextHit {
+    /// Record id.
+    pub id: u64,
+    /// BM25 score.
+    pub score: f32,
+}
+
+/// The tantivy index of one promptdex index.
+pub struct TextIndex {
+    index: Index,
+    reader: IndexReader,
+    id: Field,
+    prompt: Field,
+    metadata: Field,
+}
+
+fn schema() -> Schema {
+    let mut builder = Schema::builder();
+    builder.add_u64_field("id", INDEXED | STORED | FAST);
+    builder.add_text_field("prompt", TEXT | STORED);
+    builder.add_text_field("metadata", STORED);
+    builder.build()
+}
+
+impl TextIndex {
+    /// Opens the index in `dir`, creating an empty one if there is none.
+    pub fn open_or_create(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let directory = tantivy::directory::MmapDirectory::open(dir)
+            .map_err(|e| Error::index(dir, format!("text index: {e}")))?;
+        let index = Index::open_or_create(directory, schema())
+            .map_err(|e| Error::index(dir, format!("text index: {e}")))?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let s = index.schema();
+        let field = |name: &str| {
+            s.get_field(name)
+                .map_err(|_| Error::index(dir, format!("text index has no `{name}` field")))
+        };
+        Ok(Self {
+            id: field("id")?,
+            prompt: field("prompt")?,
+            metadata: field("metadata")?,
+            index,
+            reader,
+        })
+    }
+
+    /// The record id up to which (exclusive) the index is synced.
+    pub fn synced_upto(&self) -> Result<u64> {
+        let metas = self.index.load_metas()?;
+        Ok(metas
+            .payload
+            .and_then(|p| p.parse::<u64>().ok())
+            .unwrap_or(0))
+    }
+
+    /// Adds the catalog's records `from..to` and commits with `to` as the new watermark.
+    pub fn add_from(&self, catalog: &Catalog, from: u64, to: u64) -> Result<usize> {
+        let mut writer = self
+            .index
+            .writer_with_num_threads::<TantivyDocument>(1, WRITER_HEAP)?;
+        let mut added = 0;
+        for item in catalog.range(from, to) {
+            let (id, record, _) = item?;
+            writer.add_document(doc!(
+                self.id => id,
+                self.prompt => record.prompt,
+                self.metadata => serde_json::to_string(&record.metadata)?,
+            ))?;
+            added += 1;
+        }
+        let mut prepared = writer.prepare_commit()?;
+        prepared.set_payload(&to.to_string());
+        prepared.commit()?;
+        writer.wait_merging_threads()?;
+        self.reader.reload()?;
+        Ok(added)
+    }
+
+    /// Number of documents visible to searches.
+    pub fn num_docs(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    /// The best `k` records for `query` by BM25. Query syntax errors are forgiven: SD prompts
+    /// are full of parentheses and colons.
+    pub fn search(&self, query: &str, k: usize) -> Result<Vec<TextHit>> {
+        if k == 0 || query.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut parser = QueryParser::for_index(&self.index, vec![self.prompt]);
+        parser.set_conjunction_by_default();
+        let searcher = self.reader.searcher();
+        let mut hits = self.run(&searcher, &parser, query, k)?;
+        if hits.is_empty() {
+            // Nothing has every term: fall back to any term.
+            let parser = QueryParser::for_index(&self.index, vec![self.prompt]);
+            hits = self.run(&searcher, &parser, query, k)?;
+        }
+        Ok(hits)
+    }
+
+    fn run(
+        &self,
+        searcher: &tantivy::Searcher,
+        parser: &QueryParser,
+        query: &str,
+        k: usize,
+    ) -> Result<Vec<TextHit>> {
+        let (parsed, _errors) = parser.parse_query_lenient(query);
+        let top = searcher.search(&parsed, &TopDocs::with_limit(k))?;
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, address) in top {
+            let doc: TantivyDocument = searcher.doc(address)?;
+            if let Some(id) = doc.get_first(self.id).and_then(|v| v.as_u64()) {
+                hits.push(TextHit { id, score });
+            }
+        }
+        Ok(hits)
+    }
+
+    /// The stored prompt and metadata of a record.
+    pub fn get(&self, id: u64) -> Result<Option<(String, Map<String, Json>)>> {
+        let searcher = self.reader.searcher();
+        let query = TermQuery::new(Term::from_field_u64(self.id, id), IndexRecordOption::Basic);
+        let top = searcher.search(&query, &TopDocs::with_limit(1))?;
+        let Some((_, address)) = top.first() else {
+            return Ok(None);
+        };
+        let doc: TantivyDocument = searcher.doc(*address)?;
+        let prompt = doc
+            .get_first(self.prompt)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let metadata = doc
+            .get_first(self.metadata)
+            .and_then(|v| v.as_str())
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default();
+        Ok(Some((prompt, metadata)))
+    }
+}

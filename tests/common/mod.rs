@@ -1,0 +1,73 @@
+//! Shared helpers for the integration tests: real models, real data, the real binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use promptdex::models::{self, registry::MINILM, text::EmbedConfig, MiniLm};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The models folder: `$PROMPTDEX_MODELS`, else `models/` in the repository.
+pub fn models_dir() -> PathBuf {
+    std::env::var_os("PROMPTDEX_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("models"))
+}
+
+/// The shared real data: `$PROMPTDEX_DATA`, else `../shared/data` beside the repository.
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("PROMPTDEX_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/data"))
+}
+
+/// MiniLM's folder, fetched (and verified) by the project's own code on first use.
+pub fn minilm_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        models::fetch_model(&models_dir(), &MINILM, &mut |l| eprintln!("{l}"))
+            .expect("fetching all-MiniLM-L6-v2")
+    })
+    .clone()
+}
+
+/// The real MiniLM, loaded once per test binary.
+pub fn minilm() -> &'static MiniLm {
+    static MODEL: OnceLock<MiniLm> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        MiniLm::load(&minilm_dir(), EmbedConfig::default()).expect("loading MiniLM")
+    })
+}
+
+/// Runs the promptdex binary with the test models folder.
+pub fn promptdex(args: &[&str], cwd: &Path) -> Output {
+    minilm_dir();
+    Command::new(env!("CARGO_BIN_EXE_promptdex"))
+        .args(args)
+        .current_dir(cwd)
+        .env("PROMPTDEX_MODELS", models_dir())
+        .output()
+        .expect("running promptdex")
+}
+
+/// stdout of a run as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// stderr of a run as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The first `n` prompts of the DiffusionDB sample shipped in `examples/`, as a TSV string.
+pub fn sample_tsv(n: usize) -> String {
+    let text = std::fs::read_to_string(root().join("examples/data/diffusiondb_prompts_10k.tsv"))
+        .expect("examples/data/diffusiondb_prompts_10k.tsv");
+    text.lines().take(n + 1).map(|l| format!("{l}\n")).collect()
+}
