@@ -72,6 +72,9 @@ struct EmbedArgs {
     /// Model workers (0 = one per core).
     #[arg(long, default_value_t = 0)]
     workers: usize,
+    /// Upper bound on batch size x padded length per forward pass.
+    #[arg(long, default_value_t = EmbedConfig::default().batch_tokens)]
+    batch_tokens: usize,
 }
 
 #[derive(Debug, Args)]
@@ -170,17 +173,13 @@ fn list(root: &Path) -> Result<()> {
 }
 
 /// Loads MiniLM, fetching it first if it is not there yet.
-fn load_minilm(root: &Path, workers: usize) -> Result<MiniLm> {
+fn load_minilm(root: &Path, config: EmbedConfig) -> Result<MiniLm> {
     let spec = &models::registry::MINILM;
     let dir = if models::model_status(root, spec).ready() {
         root.join(spec.name)
     } else {
         eprintln!("{} is not fetched yet: fetching it", spec.name);
         models::fetch_model(root, spec, &mut |line| eprintln!("{line}"))?
-    };
-    let config = EmbedConfig {
-        workers,
-        ..EmbedConfig::default()
     };
     Ok(MiniLm::load(&dir, config)?)
 }
@@ -216,7 +215,17 @@ fn embed(root: &Path, args: EmbedArgs) -> Result<()> {
     if texts.is_empty() {
         bail!("no prompts to embed: give them as arguments, with --input FILE, or on stdin");
     }
-    let model = load_minilm(root, args.workers)?;
+    if args.batch_tokens == 0 {
+        bail!("--batch-tokens must be at least 1");
+    }
+    let model = load_minilm(
+        root,
+        EmbedConfig {
+            workers: args.workers,
+            batch_tokens: args.batch_tokens,
+            ..EmbedConfig::default()
+        },
+    )?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let vectors = model.embed(&refs)?;
     let sink: Box<dyn Write> = match &args.output {
@@ -316,7 +325,7 @@ fn import(root: &Path, args: ImportArgs) -> Result<()> {
     if args.chunk == 0 {
         bail!("--chunk must be at least 1");
     }
-    let model = load_minilm(root, 0)?;
+    let model = load_minilm(root, EmbedConfig::default())?;
     let writer = IndexWriter::open(&args.index, &text_manifest(&model))?;
     let config = ImportConfig {
         chunk: args.chunk,
@@ -352,7 +361,13 @@ fn search(root: &Path, args: SearchArgs) -> Result<()> {
         bail!("-k must be between 1 and {MAX_K}");
     }
     let reader = IndexReader::open(&args.index, None)?;
-    let model = load_minilm(root, 1)?;
+    let model = load_minilm(
+        root,
+        EmbedConfig {
+            workers: 1,
+            ..EmbedConfig::default()
+        },
+    )?;
     reader
         .manifest()
         .check_compatible(&args.index, &text_manifest(&model))?;

@@ -2,8 +2,10 @@
 //!
 //! - [`registry`]: every model by name, with its sources and the sha256 of each file.
 //! - [`fetch`]: downloads (Hugging Face hub, else a package-registry mirror) and verification.
+//! - [`bert`]: the BERT encoder behind the text embedder, tuned for CPU throughput.
 //! - [`text`]: the all-MiniLM-L6-v2 sentence embedder, the metric's own text model.
 
+pub mod bert;
 pub mod fetch;
 pub mod registry;
 pub mod text;

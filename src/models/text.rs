@@ -16,7 +16,9 @@ use std::sync::Mutex;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+use candle_transformers::models::bert::Config;
+
+use super::bert::Bert;
 use tokenizers::{Tokenizer, TruncationParams};
 
 use super::registry::{ModelSpec, MINILM};
@@ -62,7 +64,7 @@ impl Default for EmbedConfig {
 
 /// The all-MiniLM-L6-v2 sentence embedder.
 pub struct MiniLm {
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
     hidden: usize,
     config: EmbedConfig,
@@ -108,7 +110,7 @@ impl MiniLm {
         let vb =
             unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &Device::Cpu) }
                 .map_err(|e| err(format!("{}: {e}", weights.display())))?;
-        let model = BertModel::load(vb, &bert_cfg)
+        let model = Bert::load(vb, &bert_cfg)
             .map_err(|e| err(format!("{}: not a BERT checkpoint: {e}", weights.display())))?;
         let workers = if config.workers == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -174,16 +176,15 @@ impl MiniLm {
         let width = batch.iter().map(|e| e.ids.len()).max().unwrap_or(1).max(1);
         let n = batch.len();
         let mut ids = vec![0u32; n * width];
-        let mut mask = vec![0u32; n * width];
+        let mut mask = vec![0f32; n * width];
         for (row, enc) in batch.iter().enumerate() {
             ids[row * width..row * width + enc.ids.len()].copy_from_slice(&enc.ids);
-            mask[row * width..row * width + enc.ids.len()].fill(1);
+            mask[row * width..row * width + enc.ids.len()].fill(1.0);
         }
         let device = Device::Cpu;
         let ids = Tensor::from_vec(ids, (n, width), &device)?;
-        let types = ids.zeros_like()?;
         let mask = Tensor::from_vec(mask, (n, width), &device)?;
-        let hidden = self.model.forward(&ids, &types, Some(&mask))?;
+        let hidden = self.model.forward(&ids, &mask)?;
         let flat = hidden.flatten_all()?.to_vec1::<f32>()?;
         let h = self.hidden;
         Ok(batch
