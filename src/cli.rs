@@ -247,31 +247,10 @@ fn embed(root: &Path, args: EmbedArgs) -> Result<()> {
             if args.output.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
                 bail!("--format npy writes binary: give --output FILE or redirect stdout");
             }
-            write_npy(&mut out, &vectors, model.dim())?;
+            promptdex::npy::write_npy(&mut out, &vectors, model.dim())?;
         }
     }
     out.flush()?;
-    Ok(())
-}
-
-/// Writes a float32 C-order `.npy` (format 1.0): magic, a padded header dict, the data.
-fn write_npy(out: &mut dyn Write, rows: &[Vec<f32>], dim: usize) -> Result<()> {
-    let mut header = format!(
-        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {dim}), }}",
-        rows.len()
-    );
-    // magic (6) + version (2) + length (2) + header + '\n' must be a multiple of 64.
-    let unpadded = 10 + header.len() + 1;
-    header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
-    header.push('\n');
-    out.write_all(b"\x93NUMPY\x01\x00")?;
-    out.write_all(&(header.len() as u16).to_le_bytes())?;
-    out.write_all(header.as_bytes())?;
-    for row in rows {
-        for x in row {
-            out.write_all(&x.to_le_bytes())?;
-        }
-    }
     Ok(())
 }
 

@@ -9,6 +9,7 @@ pub mod build;
 pub mod error;
 pub mod ingest;
 pub mod models;
+pub mod npy;
 pub mod search;
 pub mod store;
 

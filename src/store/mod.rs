@@ -21,7 +21,7 @@ pub use catalog::{Catalog, NewPrompt, PromptRecord};
 pub use lock::WriterLock;
 pub use manifest::{Manifest, FORMAT_VERSION};
 pub use text::{TextHit, TextIndex};
-pub use vectors::{VectorHit, VectorIndex};
+pub use vectors::{exact_search, VectorHit, VectorIndex};
 
 use std::path::{Path, PathBuf};
 

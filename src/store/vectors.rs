@@ -51,6 +51,26 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// Exact nearest neighbours by brute force over `(id, vector)` pairs: the reference that
+/// graph recall is measured against.
+pub fn exact_search(vectors: &[(u64, Vec<f32>)], query: &[f32], k: usize) -> Vec<VectorHit> {
+    let mut scored: Vec<VectorHit> = vectors
+        .iter()
+        .map(|(id, v)| VectorHit {
+            id: *id,
+            similarity: dot(query, v),
+        })
+        .collect();
+    let k = k.min(scored.len());
+    if k == 0 {
+        return Vec::new();
+    }
+    scored.select_nth_unstable_by(k - 1, |a, b| b.similarity.total_cmp(&a.similarity));
+    scored.truncate(k);
+    scored.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+    scored
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct State {
     basename: String,
