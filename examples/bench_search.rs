@@ -44,6 +44,19 @@ fn main() -> anyhow::Result<()> {
         index.display(),
         t.elapsed().as_secs_f64()
     );
+    let mut times = Vec::with_capacity(queries.len());
+    for q in &queries {
+        let t = Instant::now();
+        model.embed(&[q.as_str()])?;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "   embed: {} queries, p50 {:.2} ms, p99 {:.2} ms (query embedding alone)",
+        times.len(),
+        percentile(&times, 0.5),
+        percentile(&times, 0.99)
+    );
     for (name, mode) in [
         ("hybrid", SearchMode::Hybrid),
         ("semantic", SearchMode::Semantic),
@@ -79,6 +92,16 @@ fn main() -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
     let refs: Vec<&str> = queries.iter().map(String::as_str).collect();
     let vectors = model.embed(&refs)?;
+    for (depth, ef) in [(10, 64), (50, 64), (50, 128)] {
+        let t = Instant::now();
+        for q in &vectors {
+            graph.search(q, depth, ef)?;
+        }
+        println!(
+            "graph search alone (k {depth}, ef {ef}): {:.3} ms/query",
+            t.elapsed().as_secs_f64() * 1000.0 / vectors.len() as f64
+        );
+    }
     for ef in [32, 64, 128, 256] {
         let mut found = 0usize;
         for q in &vectors {

@@ -233,6 +233,17 @@ impl TextEmbedder for MiniLm {
         }
         let encoded = self.tokenize(texts)?;
         let batches = self.plan_batches(&encoded);
+        if batches.len() == 1 {
+            // One batch (a search query): run it on the caller's thread, where candle splits
+            // each matrix product over all cores, for the lowest latency.
+            let members: Vec<&Encoded> = batches[0].iter().map(|&i| &encoded[i]).collect();
+            let vectors = self.forward(&members)?;
+            let mut out = vec![Vec::new(); texts.len()];
+            for (&i, v) in batches[0].iter().zip(vectors) {
+                out[i] = v;
+            }
+            return Ok(out);
+        }
         let results: Mutex<Vec<Option<Vec<f32>>>> = Mutex::new(vec![None; texts.len()]);
         let next = AtomicUsize::new(0);
         let failure: Mutex<Option<Error>> = Mutex::new(None);
