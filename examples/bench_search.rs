@@ -87,8 +87,7 @@ fn main() -> anyhow::Result<()> {
     };
     let catalog = Catalog::open(&index.join("catalog"))?;
     let all: Vec<(u64, Vec<f32>)> = catalog
-        .range(0, catalog.next_id()?)
-        .map(|r| r.map(|(id, _, v)| (id, v)))
+        .text_vectors(0, catalog.next_id()?)
         .collect::<Result<_, _>>()?;
     let refs: Vec<&str> = queries.iter().map(String::as_str).collect();
     let vectors = model.embed(&refs)?;

@@ -258,7 +258,7 @@ fn catalog_prompts(index: &Path) -> Vec<String> {
     let next = catalog.next_id().unwrap();
     let mut prompts: Vec<String> = catalog
         .range(0, next)
-        .map(|r| r.unwrap().1.prompt)
+        .map(|r| r.unwrap().1.prompt().unwrap().to_string())
         .collect();
     prompts.sort();
     prompts

@@ -35,8 +35,7 @@ fn graph_recall_at_10_is_at_least_095_against_brute_force() {
     assert!(report.added > 2400, "{report:?}");
     let stored: Vec<(u64, Vec<f32>)> = writer
         .catalog()
-        .range(0, writer.catalog().next_id().unwrap())
-        .map(|r| r.map(|(id, _, v)| (id, v)))
+        .text_vectors(0, writer.catalog().next_id().unwrap())
         .collect::<Result<_, _>>()
         .unwrap();
     drop(writer);

@@ -1,9 +1,11 @@
-//! The catalog: sled trees holding every record and its embedding.
+//! The catalog: sled trees holding every record and its embeddings.
 //!
-//! Trees: `records` (id -> JSON [`PromptRecord`]), `vectors` (id -> little-endian f32s),
-//! `keys` (dedup key -> id) and `meta` (`next_id`). A batch of new prompts goes in as one
-//! transaction over all four and is flushed before the call returns, so ids are dense,
-//! monotonic and never half-written.
+//! Trees: `records` (id -> JSON [`Record`]), `vectors` (id -> MiniLM vector of the record's
+//! prompt, little-endian f32s), `image_vectors` (id -> image embedding), `keys` (prompt dedup
+//! key -> id), `paths` (image path -> id of its current record), `deleted` (sequence -> id of
+//! a record withdrawn from search) and `meta` (`next_id`, `next_deletion`). Every batch goes in
+//! as one transaction and is flushed before the call returns, so ids are dense, monotonic and
+//! never half-written, and the derived indexes can follow both logs by watermark.
 
 use std::path::Path;
 
@@ -15,6 +17,7 @@ use sled::Transactional;
 use crate::{Error, Result};
 
 const NEXT_ID: &[u8] = b"next_id";
+const NEXT_DELETION: &[u8] = b"next_deletion";
 
 /// A stored prompt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,6 +29,111 @@ pub struct PromptRecord {
     /// Other columns of its corpus row.
     #[serde(default)]
     pub metadata: Map<String, Value>,
+}
+
+/// A stored image (its current version: a changed file gets a new record).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// Path as given when indexed (lossy UTF-8 for display).
+    pub path: String,
+    /// blake3 of the file's bytes, hex.
+    pub content_hash: String,
+    /// File size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: u64,
+    /// Pixel width.
+    pub width: u32,
+    /// Pixel height.
+    pub height: u32,
+    /// The prompt embedded in the file (or its sidecar), if any.
+    pub prompt: Option<String>,
+    /// The embedded negative prompt, if any.
+    pub negative_prompt: Option<String>,
+    /// Generation parameters (steps, sampler, seed, ...).
+    #[serde(default)]
+    pub parameters: Map<String, Value>,
+    /// Where the prompt came from (e.g. `a1111-parameters`, `sidecar`).
+    pub provenance: Option<String>,
+    /// True once the file has vanished from disk.
+    #[serde(default)]
+    pub missing: bool,
+}
+
+/// Any stored record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record {
+    /// A prompt from a corpus.
+    Prompt(PromptRecord),
+    /// An indexed image.
+    Image(ImageRecord),
+}
+
+impl Record {
+    /// The prompt text, if the record has one.
+    pub fn prompt(&self) -> Option<&str> {
+        match self {
+            Record::Prompt(p) => Some(&p.prompt),
+            Record::Image(i) => i.prompt.as_deref(),
+        }
+    }
+
+    /// What search results show beside the prompt: the corpus columns of a prompt, or the
+    /// path, size and generation parameters of an image; `kind` says which.
+    pub fn metadata(&self) -> Map<String, Value> {
+        match self {
+            Record::Prompt(p) => {
+                let mut m = p.metadata.clone();
+                m.insert("kind".into(), "prompt".into());
+                m.insert("source".into(), p.source.clone().into());
+                m
+            }
+            Record::Image(i) => {
+                let mut m = Map::new();
+                m.insert("kind".into(), "image".into());
+                m.insert("path".into(), i.path.clone().into());
+                m.insert("width".into(), i.width.into());
+                m.insert("height".into(), i.height.into());
+                if let Some(n) = &i.negative_prompt {
+                    m.insert("negative_prompt".into(), n.clone().into());
+                }
+                if let Some(p) = &i.provenance {
+                    m.insert("prompt_source".into(), p.clone().into());
+                }
+                if !i.parameters.is_empty() {
+                    m.insert("parameters".into(), Value::Object(i.parameters.clone()));
+                }
+                m
+            }
+        }
+    }
+}
+
+/// An image to add, with its embeddings.
+#[derive(Debug, Clone)]
+pub struct NewImage {
+    /// The record.
+    pub record: ImageRecord,
+    /// Key of its path in the `paths` tree ([`path_key`]).
+    pub path_key: Vec<u8>,
+    /// The image encoder's unit vector.
+    pub image_vector: Vec<f32>,
+    /// MiniLM vector of its prompt, when it has one.
+    pub text_vector: Option<Vec<f32>>,
+}
+
+/// The key of a path in the `paths` tree: its raw bytes (file names need not be UTF-8).
+pub fn path_key(path: &Path) -> Vec<u8> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        path.as_os_str().as_bytes().to_vec()
+    }
+    #[cfg(not(unix))]
+    {
+        path.to_string_lossy().as_bytes().to_vec()
+    }
 }
 
 /// A prompt to add, with its embedding.
@@ -44,8 +152,18 @@ pub struct Catalog {
     db: sled::Db,
     records: sled::Tree,
     vectors: sled::Tree,
+    image_vectors: sled::Tree,
     keys: sled::Tree,
+    paths: sled::Tree,
+    deleted: sled::Tree,
     meta: sled::Tree,
+}
+
+fn storage_error(e: TransactionError<()>) -> Error {
+    match e {
+        TransactionError::Storage(e) => Error::Sled(e),
+        TransactionError::Abort(()) => Error::Invalid("catalog transaction aborted".into()),
+    }
 }
 
 fn id_key(id: u64) -> [u8; 8] {
@@ -82,7 +200,10 @@ impl Catalog {
         Ok(Self {
             records: db.open_tree("records")?,
             vectors: db.open_tree("vectors")?,
+            image_vectors: db.open_tree("image_vectors")?,
             keys: db.open_tree("keys")?,
+            paths: db.open_tree("paths")?,
+            deleted: db.open_tree("deleted")?,
             meta: db.open_tree("meta")?,
             db,
         })
@@ -114,7 +235,7 @@ impl Catalog {
         let mut encoded = Vec::with_capacity(prompts.len());
         for p in prompts {
             encoded.push((
-                serde_json::to_vec(&p.record)?,
+                serde_json::to_vec(&Record::Prompt(p.record.clone()))?,
                 vector_bytes(&p.vector),
                 p.key,
             ));
@@ -138,40 +259,156 @@ impl Catalog {
                 Ok::<usize, ConflictableTransactionError<()>>(added)
             },
         );
-        let added = result.map_err(|e| match e {
-            TransactionError::Storage(e) => Error::Sled(e),
-            TransactionError::Abort(()) => Error::Invalid("catalog transaction aborted".into()),
-        })?;
+        let added = result.map_err(storage_error)?;
         self.db.flush()?;
         Ok(added)
     }
 
+    /// Stores new images (each replacing, when its path was indexed before, the previous
+    /// record of that path, which is withdrawn from search), atomically, then flushes.
+    /// Returns the new ids in order.
+    pub fn insert_images(&self, images: &[NewImage]) -> Result<Vec<u64>> {
+        let mut encoded = Vec::with_capacity(images.len());
+        for i in images {
+            encoded.push((
+                serde_json::to_vec(&Record::Image(i.record.clone()))?,
+                vector_bytes(&i.image_vector),
+                i.text_vector.as_deref().map(vector_bytes),
+                i.path_key.clone(),
+            ));
+        }
+        let trees = (
+            &self.records,
+            &self.vectors,
+            &self.image_vectors,
+            &self.paths,
+            &self.deleted,
+            &self.meta,
+        );
+        let ids = trees
+            .transaction(|(records, vectors, image_vectors, paths, deleted, meta)| {
+                let mut next = meta.get(NEXT_ID)?.map_or(0, |v| decode_id(&v));
+                let mut next_del = meta.get(NEXT_DELETION)?.map_or(0, |v| decode_id(&v));
+                let mut ids = Vec::with_capacity(encoded.len());
+                for (record, image_vector, text_vector, path) in &encoded {
+                    let id = id_key(next);
+                    if let Some(old) = paths.get(path.as_slice())? {
+                        deleted.insert(&id_key(next_del), old)?;
+                        next_del += 1;
+                    }
+                    records.insert(&id, record.as_slice())?;
+                    image_vectors.insert(&id, image_vector.as_slice())?;
+                    if let Some(v) = text_vector {
+                        vectors.insert(&id, v.as_slice())?;
+                    }
+                    paths.insert(path.as_slice(), &id)?;
+                    ids.push(next);
+                    next += 1;
+                }
+                meta.insert(NEXT_ID, &id_key(next))?;
+                meta.insert(NEXT_DELETION, &id_key(next_del))?;
+                Ok::<Vec<u64>, ConflictableTransactionError<()>>(ids)
+            })
+            .map_err(storage_error)?;
+        self.db.flush()?;
+        Ok(ids)
+    }
+
+    /// Rewrites an image record in place (same file content: new mtime, or marked missing).
+    /// A record marked missing is also withdrawn from search.
+    pub fn update_image(&self, id: u64, record: &ImageRecord, path_key: &[u8]) -> Result<()> {
+        let bytes = serde_json::to_vec(&Record::Image(record.clone()))?;
+        (&self.records, &self.paths, &self.deleted, &self.meta)
+            .transaction(|(records, paths, deleted, meta)| {
+                records.insert(&id_key(id), bytes.as_slice())?;
+                if record.missing {
+                    let next_del = meta.get(NEXT_DELETION)?.map_or(0, |v| decode_id(&v));
+                    deleted.insert(&id_key(next_del), &id_key(id))?;
+                    meta.insert(NEXT_DELETION, &id_key(next_del + 1))?;
+                    paths.remove(path_key)?;
+                }
+                Ok::<(), ConflictableTransactionError<()>>(())
+            })
+            .map_err(storage_error)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The current record of the image at `path_key`.
+    pub fn image_by_path(&self, path_key: &[u8]) -> Result<Option<(u64, ImageRecord)>> {
+        let Some(id) = self.paths.get(path_key)? else {
+            return Ok(None);
+        };
+        let id = decode_id(&id);
+        match self.get(id)? {
+            Some(Record::Image(image)) => Ok(Some((id, image))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Every indexed image path with the id of its current record.
+    pub fn image_paths(&self) -> impl Iterator<Item = Result<(Vec<u8>, u64)>> + '_ {
+        self.paths.iter().map(|item| {
+            let (path, id) = item?;
+            Ok((path.to_vec(), decode_id(&id)))
+        })
+    }
+
+    /// Number of withdrawals logged so far.
+    pub fn next_deletion(&self) -> Result<u64> {
+        Ok(self.meta.get(NEXT_DELETION)?.map_or(0, |v| decode_id(&v)))
+    }
+
+    /// Ids withdrawn from search at log positions `from..to`.
+    pub fn deletions(&self, from: u64, to: u64) -> Result<Vec<u64>> {
+        self.deleted
+            .range(id_key(from)..id_key(to))
+            .map(|item| Ok(decode_id(&item?.1)))
+            .collect()
+    }
+
     /// The record with this id.
-    pub fn get(&self, id: u64) -> Result<Option<PromptRecord>> {
+    pub fn get(&self, id: u64) -> Result<Option<Record>> {
         match self.records.get(id_key(id))? {
             Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
             None => Ok(None),
         }
     }
 
-    /// Records with ids in `from..to`, with their vectors, in id order.
-    pub fn range(
+    /// Records with ids in `from..to`, in id order.
+    pub fn range(&self, from: u64, to: u64) -> impl Iterator<Item = Result<(u64, Record)>> + '_ {
+        self.records.range(id_key(from)..id_key(to)).map(|item| {
+            let (key, value) = item?;
+            Ok((decode_id(&key), serde_json::from_slice(&value)?))
+        })
+    }
+
+    /// MiniLM vectors of records' prompts with ids in `from..to`, in id order.
+    pub fn text_vectors(
         &self,
         from: u64,
         to: u64,
-    ) -> impl Iterator<Item = Result<(u64, PromptRecord, Vec<f32>)>> + '_ {
-        self.records
-            .range(id_key(from)..id_key(to))
-            .map(move |item| {
-                let (key, value) = item?;
-                let id = decode_id(&key);
-                let record: PromptRecord = serde_json::from_slice(&value)?;
-                let vector = self
-                    .vectors
-                    .get(&key)?
-                    .map(|v| vector_from_bytes(&v))
-                    .ok_or_else(|| Error::Invalid(format!("record {id} has no vector")))?;
-                Ok((id, record, vector))
-            })
+    ) -> impl Iterator<Item = Result<(u64, Vec<f32>)>> + '_ {
+        vectors_in(&self.vectors, from, to)
     }
+
+    /// Image embeddings with ids in `from..to`, in id order.
+    pub fn image_vectors(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> impl Iterator<Item = Result<(u64, Vec<f32>)>> + '_ {
+        vectors_in(&self.image_vectors, from, to)
+    }
+}
+
+fn vectors_in(
+    tree: &sled::Tree,
+    from: u64,
+    to: u64,
+) -> impl Iterator<Item = Result<(u64, Vec<f32>)>> + '_ {
+    tree.range(id_key(from)..id_key(to)).map(|item| {
+        let (key, value) = item?;
+        Ok((decode_id(&key), vector_from_bytes(&value)))
+    })
 }

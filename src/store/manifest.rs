@@ -20,6 +20,22 @@ pub struct Manifest {
     pub text_model_sha256: String,
     /// Embedding dimension.
     pub dim: usize,
+    /// The image encoder that embedded the indexed images, once there are any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_model: Option<ImageModel>,
+}
+
+/// The image encoder recorded in a manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageModel {
+    /// Registry name.
+    pub name: String,
+    /// sha256 of its weights.
+    pub sha256: String,
+    /// Embedding dimension.
+    pub dim: usize,
+    /// Whether its vectors live in the text embedder's space (CLIP-like).
+    pub text_aligned: bool,
 }
 
 impl Manifest {
@@ -30,6 +46,7 @@ impl Manifest {
             text_model: text_model.to_string(),
             text_model_sha256: text_model_sha256.to_string(),
             dim,
+            image_model: None,
         }
     }
 
@@ -83,6 +100,29 @@ impl Manifest {
             ));
         }
         Ok(())
+    }
+}
+
+impl Manifest {
+    /// Fails unless images indexed with `model` can join this index: either it has no images
+    /// yet or they were embedded by the same model.
+    pub fn check_image_model(&self, dir: &Path, model: &ImageModel) -> Result<()> {
+        match &self.image_model {
+            Some(found) if found != model => Err(Error::index(
+                dir,
+                format!(
+                    "its images were embedded with {} ({}-d, weights {}), not {} ({}-d, weights {}); \
+                     use the same image model or another index directory",
+                    found.name,
+                    found.dim,
+                    short(&found.sha256),
+                    model.name,
+                    model.dim,
+                    short(&model.sha256)
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -5,7 +5,8 @@
 //! DIR/writer.lock     held by the one process allowed to write
 //! DIR/catalog/        sled: every record and its embedding (the source of truth)
 //! DIR/text/           tantivy: BM25 over the prompts (derived, rebuildable)
-//! DIR/vectors/        hnsw_rs graph over the embeddings (derived, rebuildable)
+//! DIR/vectors/        hnsw_rs graph over the prompt embeddings (derived, rebuildable)
+//! DIR/image-vectors/  hnsw_rs graph over the image embeddings (derived, rebuildable)
 //! ```
 //! Derived indexes remember up to which record id they are synced, so a writer killed at any
 //! point leaves the catalog consistent and the next writer catches the derived parts up.
@@ -17,10 +18,10 @@ mod manifest;
 mod text;
 mod vectors;
 
-pub use catalog::{Catalog, NewPrompt, PromptRecord};
+pub use catalog::{path_key, Catalog, ImageRecord, NewImage, NewPrompt, PromptRecord, Record};
 pub use lock::WriterLock;
-pub use manifest::{Manifest, FORMAT_VERSION};
-pub use text::{TextHit, TextIndex};
+pub use manifest::{ImageModel, Manifest, FORMAT_VERSION};
+pub use text::{TextHit, TextIndex, Watermark};
 pub use vectors::{exact_search, VectorHit, VectorIndex};
 
 use std::path::{Path, PathBuf};
@@ -40,9 +41,18 @@ pub struct IndexWriter {
 pub struct SyncReport {
     /// Records added to the text index.
     pub text_added: usize,
-    /// Vectors added to the graph.
+    /// Records withdrawn from the text index (replaced or vanished images).
+    pub text_withdrawn: usize,
+    /// Vectors added to the prompt graph.
     pub vectors_added: usize,
+    /// Vectors added to the image graph.
+    pub image_vectors_added: usize,
 }
+
+/// Folder of the prompt-vector graph.
+const TEXT_GRAPH: &str = "vectors";
+/// Folder of the image-vector graph.
+const IMAGE_GRAPH: &str = "image-vectors";
 
 impl IndexWriter {
     /// Opens the index at `dir` for writing, creating it if needed. `expected` describes the
@@ -84,26 +94,55 @@ impl IndexWriter {
         &self.catalog
     }
 
-    /// Brings the text index and the vector graph up to the catalog's last record.
+    /// Records `model` as the index's image encoder; fails if images from another encoder
+    /// are already indexed.
+    pub fn set_image_model(&mut self, model: &ImageModel) -> Result<()> {
+        self.manifest.check_image_model(&self.dir, model)?;
+        if self.manifest.image_model.is_none() {
+            self.manifest.image_model = Some(model.clone());
+            self.manifest.write(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Brings the text index and both vector graphs up to the catalog's last record and
+    /// withdrawal.
     pub fn sync(&self, progress: &mut dyn FnMut(&str)) -> Result<SyncReport> {
-        let next_id = self.catalog.next_id()?;
+        let target = Watermark {
+            records: self.catalog.next_id()?,
+            deletions: self.catalog.next_deletion()?,
+        };
         let mut report = SyncReport::default();
         let text = TextIndex::open_or_create(&self.dir.join("text"))?;
-        let text_from = text.synced_upto()?;
-        if text_from < next_id {
+        let from = text.watermark()?;
+        if from != target {
             progress(&format!(
-                "text index: adding records {text_from}..{next_id}"
+                "text index: records {}..{}",
+                from.records, target.records
             ));
-            report.text_added = text.add_from(&self.catalog, text_from, next_id)?;
+            (report.text_added, report.text_withdrawn) = text.sync(&self.catalog, target)?;
         }
-        let vectors_dir = self.dir.join("vectors");
-        let vectors_from = VectorIndex::synced_upto(&vectors_dir)?;
-        if vectors_from < next_id {
-            progress(&format!(
-                "vector graph: adding records {vectors_from}..{next_id}"
-            ));
-            report.vectors_added =
-                VectorIndex::extend(&vectors_dir, &self.catalog, self.manifest.dim, next_id)?;
+        let graph = self.dir.join(TEXT_GRAPH);
+        if VectorIndex::synced_upto(&graph)? < target.records {
+            progress(&format!("prompt graph: up to record {}", target.records));
+            report.vectors_added = VectorIndex::extend(
+                &graph,
+                |a, b| self.catalog.text_vectors(a, b),
+                self.manifest.dim,
+                target.records,
+            )?;
+        }
+        if let Some(image) = &self.manifest.image_model {
+            let graph = self.dir.join(IMAGE_GRAPH);
+            if VectorIndex::synced_upto(&graph)? < target.records {
+                progress(&format!("image graph: up to record {}", target.records));
+                report.image_vectors_added = VectorIndex::extend(
+                    &graph,
+                    |a, b| self.catalog.image_vectors(a, b),
+                    image.dim,
+                    target.records,
+                )?;
+            }
         }
         Ok(report)
     }
@@ -115,6 +154,7 @@ pub struct IndexReader {
     manifest: Manifest,
     text: TextIndex,
     vectors: Option<VectorIndex>,
+    image_vectors: Option<VectorIndex>,
 }
 
 impl IndexReader {
@@ -130,12 +170,17 @@ impl IndexReader {
             manifest.check_compatible(dir, expected)?;
         }
         let text = TextIndex::open_or_create(&dir.join("text"))?;
-        let vectors = VectorIndex::load(&dir.join("vectors"), manifest.dim)?;
+        let vectors = VectorIndex::load(&dir.join(TEXT_GRAPH), manifest.dim)?;
+        let image_vectors = match &manifest.image_model {
+            Some(model) => VectorIndex::load(&dir.join(IMAGE_GRAPH), model.dim)?,
+            None => None,
+        };
         Ok(Self {
             dir: dir.to_path_buf(),
             manifest,
             text,
             vectors,
+            image_vectors,
         })
     }
 
@@ -154,8 +199,13 @@ impl IndexReader {
         &self.text
     }
 
-    /// The vector graph, if any record has been indexed yet.
+    /// The prompt-vector graph, if any prompt has been indexed yet.
     pub fn vectors(&self) -> Option<&VectorIndex> {
         self.vectors.as_ref()
+    }
+
+    /// The image-vector graph, if any image has been indexed yet.
+    pub fn image_vectors(&self) -> Option<&VectorIndex> {
+        self.image_vectors.as_ref()
     }
 }

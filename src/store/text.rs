@@ -2,10 +2,12 @@
 //!
 //! Documents carry the record id (indexed, stored, fast), the prompt (tokenised, stored) and
 //! the record's metadata (stored JSON), so a reader answers searches without the catalog.
-//! Each commit carries the id up to which the index is synced as its payload.
+//! Each commit carries as its payload how far the index follows the catalog: the record id
+//! and the withdrawal-log position it is synced up to.
 
 use std::path::Path;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 use tantivy::collector::TopDocs;
 use tantivy::query::{QueryParser, TermQuery};
@@ -17,6 +19,16 @@ use crate::{Error, Result};
 
 /// Memory the writer may use before it flushes a segment.
 const WRITER_HEAP: usize = 128 << 20;
+
+/// How far a derived index follows the catalog: records with ids below `records` are in,
+/// and withdrawals at log positions below `deletions` are applied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watermark {
+    /// Next record id not yet indexed.
+    pub records: u64,
+    /// Next withdrawal-log position not yet applied.
+    pub deletions: u64,
+}
 
 /// A BM25 hit.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,36 +82,46 @@ impl TextIndex {
         })
     }
 
-    /// The record id up to which (exclusive) the index is synced.
-    pub fn synced_upto(&self) -> Result<u64> {
+    /// How far the index follows the catalog.
+    pub fn watermark(&self) -> Result<Watermark> {
         let metas = self.index.load_metas()?;
         Ok(metas
             .payload
-            .and_then(|p| p.parse::<u64>().ok())
-            .unwrap_or(0))
+            .and_then(|p| serde_json::from_str(&p).ok())
+            .unwrap_or_default())
     }
 
-    /// Adds the catalog's records `from..to` and commits with `to` as the new watermark.
-    pub fn add_from(&self, catalog: &Catalog, from: u64, to: u64) -> Result<usize> {
+    /// Adds the catalog's records from the index's watermark up to `target` and withdraws the
+    /// records logged as deleted since, in one commit that records `target`.
+    /// Returns (documents added, documents withdrawn).
+    pub fn sync(&self, catalog: &Catalog, target: Watermark) -> Result<(usize, usize)> {
+        let from = self.watermark()?;
+        if from == target {
+            return Ok((0, 0));
+        }
         let mut writer = self
             .index
             .writer_with_num_threads::<TantivyDocument>(1, WRITER_HEAP)?;
         let mut added = 0;
-        for item in catalog.range(from, to) {
-            let (id, record, _) = item?;
+        for item in catalog.range(from.records, target.records) {
+            let (id, record) = item?;
             writer.add_document(doc!(
                 self.id => id,
-                self.prompt => record.prompt,
-                self.metadata => serde_json::to_string(&record.metadata)?,
+                self.prompt => record.prompt().unwrap_or_default(),
+                self.metadata => serde_json::to_string(&record.metadata())?,
             ))?;
             added += 1;
         }
+        let withdrawn = catalog.deletions(from.deletions, target.deletions)?;
+        for id in &withdrawn {
+            writer.delete_term(Term::from_field_u64(self.id, *id));
+        }
         let mut prepared = writer.prepare_commit()?;
-        prepared.set_payload(&to.to_string());
+        prepared.set_payload(&serde_json::to_string(&target)?);
         prepared.commit()?;
         writer.wait_merging_threads()?;
         self.reader.reload()?;
-        Ok(added)
+        Ok((added, withdrawn.len()))
     }
 
     /// Number of documents visible to searches.

@@ -11,7 +11,6 @@ use std::path::Path;
 use hnsw_rs::prelude::{AnnT, Distance, Hnsw, HnswIo};
 use serde::{Deserialize, Serialize};
 
-use super::catalog::Catalog;
 use crate::{Error, Result};
 
 /// Graph degree (hnsw_rs `max_nb_connection`).
@@ -156,13 +155,21 @@ impl VectorIndex {
         }))
     }
 
-    /// Adds the catalog's records from the graph's watermark up to `to`, writes a new
-    /// generation and switches to it. Returns the number of vectors added.
-    pub fn extend(dir: &Path, catalog: &Catalog, dim: usize, to: u64) -> Result<usize> {
+    /// Adds the vectors `source(from, to)` yields, from the graph's watermark up to `to`,
+    /// writes a new generation and switches to it. Returns the number of vectors added.
+    pub fn extend<'c, I>(
+        dir: &Path,
+        source: impl FnOnce(u64, u64) -> I,
+        dim: usize,
+        to: u64,
+    ) -> Result<usize>
+    where
+        I: Iterator<Item = Result<(u64, Vec<f32>)>> + 'c,
+    {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let old = read_state(dir)?;
         let from = old.as_ref().map_or(0, |s| s.upto);
-        let expected = catalog.len();
+        let expected = (to - from) as usize + old.as_ref().map_or(0, |s| s.points);
         let hnsw = match &old {
             Some(state) => load_graph(dir, state)?,
             None => Hnsw::new(
@@ -181,8 +188,8 @@ impl VectorIndex {
             hnsw.parallel_insert_slice(&refs);
             chunk.clear();
         };
-        for item in catalog.range(from, to) {
-            let (id, _, vector) = item?;
+        for item in source(from, to) {
+            let (id, vector) = item?;
             if vector.len() != dim {
                 return Err(Error::index(
                     dir,
