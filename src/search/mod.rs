@@ -2,9 +2,12 @@
 //!
 //! - [`fuse`]: reciprocal-rank fusion of ranked lists.
 //! - [`text`]: the prompt search itself over an opened index.
+//! - [`image`]: nearest indexed images to an image.
 
 mod fuse;
+mod image;
 mod text;
 
 pub use fuse::{rrf, RRF_K};
+pub use image::{search_by_image, ImageHit, ImageSearch};
 pub use text::{search_prompts, PromptHit, SearchConfig, SearchMode};

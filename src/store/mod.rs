@@ -22,7 +22,7 @@ pub use catalog::{path_key, Catalog, ImageRecord, NewImage, NewPrompt, PromptRec
 pub use lock::WriterLock;
 pub use manifest::{ImageModel, Manifest, FORMAT_VERSION};
 pub use text::{TextHit, TextIndex, Watermark};
-pub use vectors::{exact_search, VectorHit, VectorIndex};
+pub use vectors::{dot, exact_search, VectorHit, VectorIndex};
 
 use std::path::{Path, PathBuf};
 

@@ -89,6 +89,14 @@ fn read_state(dir: &Path) -> Result<Option<State>> {
     }
 }
 
+/// Switches `state.json` atomically.
+fn write_state(dir: &Path, state: &State) -> Result<()> {
+    let tmp = dir.join("state.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(state)?).map_err(|e| Error::io(&tmp, e))?;
+    let path = dir.join("state.json");
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(path, e))
+}
+
 /// A nearest-neighbour hit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VectorHit {
@@ -137,7 +145,7 @@ impl VectorIndex {
 
     /// Loads the graph in `dir`; `None` when none has been built yet.
     pub fn load(dir: &Path, dim: usize) -> Result<Option<Self>> {
-        let Some(state) = read_state(dir)? else {
+        let Some(state) = read_state(dir)?.filter(|s| s.points > 0) else {
             return Ok(None);
         };
         if state.dim != dim {
@@ -171,8 +179,8 @@ impl VectorIndex {
         let from = old.as_ref().map_or(0, |s| s.upto);
         let expected = (to - from) as usize + old.as_ref().map_or(0, |s| s.points);
         let hnsw = match &old {
-            Some(state) => load_graph(dir, state)?,
-            None => Hnsw::new(
+            Some(state) if state.points > 0 => load_graph(dir, state)?,
+            _ => Hnsw::new(
                 MAX_CONNECTIONS,
                 expected.max(1),
                 MAX_LAYERS,
@@ -208,6 +216,20 @@ impl VectorIndex {
         if !chunk.is_empty() {
             flush(&mut chunk);
         }
+        let points = old.as_ref().map_or(0, |s| s.points) + added;
+        if points == 0 {
+            // hnsw_rs cannot dump an empty graph: record the watermark alone.
+            return write_state(
+                dir,
+                &State {
+                    basename: String::new(),
+                    points,
+                    upto: to,
+                    dim,
+                },
+            )
+            .map(|()| 0);
+        }
         let generation = old
             .as_ref()
             .and_then(|s| s.basename.strip_prefix("graph-"))
@@ -216,17 +238,16 @@ impl VectorIndex {
         let basename = hnsw
             .file_dump(dir, &format!("graph-{generation}"))
             .map_err(|e| Error::index(dir, format!("cannot write the vector graph: {e}")))?;
-        let state = State {
-            basename,
-            points: old.as_ref().map_or(0, |s| s.points) + added,
-            upto: to,
-            dim,
-        };
-        let tmp = dir.join("state.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&state)?).map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, dir.join("state.json"))
-            .map_err(|e| Error::io(dir.join("state.json"), e))?;
-        if let Some(old) = old {
+        write_state(
+            dir,
+            &State {
+                basename,
+                points,
+                upto: to,
+                dim,
+            },
+        )?;
+        if let Some(old) = old.filter(|o| !o.basename.is_empty()) {
             for ext in ["hnsw.graph", "hnsw.data"] {
                 let _ = std::fs::remove_file(dir.join(format!("{}.{ext}", old.basename)));
             }

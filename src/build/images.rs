@@ -1,0 +1,313 @@
+//! Indexing a folder of images, incrementally.
+//!
+//! The walk lists candidate files; a file whose path, size and mtime match its record is
+//! skipped without being read. Others are read, hashed (blake3) and, when their content is
+//! new, their embedded prompt is extracted, the pixels decoded under limits, and a batch is
+//! embedded (image encoder, and MiniLM for the prompts) and committed in one transaction. A
+//! changed file gets a new record and the old one is withdrawn; a vanished file is marked
+//! missing and withdrawn. Per-file problems are reported with the path and the run goes on.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use image::{ImageReader, Limits, RgbImage};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::ingest::{read_embedded_prompt, walk_images, ImageFile};
+use crate::models::image::ImageEncoder;
+use crate::models::TextEmbedder;
+use crate::store::{path_key, ImageModel, ImageRecord, IndexWriter, NewImage, Record};
+use crate::{Error, Result};
+
+/// How an image indexing run behaves.
+#[derive(Debug, Clone)]
+pub struct ImageIndexConfig {
+    /// Images decoded and embedded together.
+    pub batch: usize,
+    /// Largest file read, in bytes.
+    pub max_file_bytes: u64,
+    /// Largest width or height decoded, in pixels.
+    pub max_side: u32,
+    /// Largest decoder allocation, in bytes.
+    pub max_alloc: u64,
+}
+
+impl Default for ImageIndexConfig {
+    fn default() -> Self {
+        Self {
+            // Enough to keep both cores busy decoding while memory stays small.
+            batch: 32,
+            // SD outputs are a few MB; 256 MB is already an unusual image.
+            max_file_bytes: 256 << 20,
+            // 16k x 16k covers any real SD output or upscale.
+            max_side: 16_384,
+            // A 16k x 16k RGBA image needs 1 GiB; refuse more before allocating it.
+            max_alloc: 1 << 30,
+        }
+    }
+}
+
+/// What an indexing run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImageIndexReport {
+    /// Image files found.
+    pub found: usize,
+    /// Other files skipped because of their extension.
+    pub skipped_other: usize,
+    /// Files embedded for the first time.
+    pub added: usize,
+    /// Files whose content changed and were embedded again.
+    pub changed: usize,
+    /// Files unchanged since the last run.
+    pub unchanged: usize,
+    /// Indexed files that are gone and were marked missing.
+    pub vanished: usize,
+    /// New or changed images that carried a prompt.
+    pub with_prompt: usize,
+    /// Files that could not be indexed, with why.
+    pub errors: Vec<(String, String)>,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// Receives progress while images are indexed.
+pub trait ImageIndexProgress {
+    /// Called when the number of files to process is known.
+    fn start(&self, total: usize);
+    /// Called after each batch with the number of files processed so far.
+    fn advance(&self, done: usize);
+    /// A line to show (a file that failed, a phase).
+    fn message(&self, line: &str);
+}
+
+/// A file read and decoded, ready to embed.
+struct Prepared {
+    file: ImageFile,
+    hash: String,
+    image: Option<RgbImage>,
+    width: u32,
+    height: u32,
+    prompt: Option<crate::ingest::EmbeddedPrompt>,
+    replaces: Option<(u64, ImageRecord)>,
+}
+
+/// Reads, hashes and decodes one file; `None` image when only its mtime changed.
+fn prepare(
+    file: ImageFile,
+    old: Option<(u64, ImageRecord)>,
+    config: &ImageIndexConfig,
+) -> Result<Prepared> {
+    let path = file.path.clone();
+    if file.size > config.max_file_bytes {
+        return Err(Error::input(
+            &path,
+            format!(
+                "{} bytes, over the {}-byte limit",
+                file.size, config.max_file_bytes
+            ),
+        ));
+    }
+    if file.size == 0 {
+        return Err(Error::input(&path, "empty file"));
+    }
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let hash = blake3::hash(&bytes).to_hex().to_string();
+    if let Some((_, record)) = &old {
+        if record.content_hash == hash && !record.missing {
+            return Ok(Prepared {
+                width: record.width,
+                height: record.height,
+                file,
+                hash,
+                image: None,
+                prompt: None,
+                replaces: old,
+            });
+        }
+    }
+    let prompt = read_embedded_prompt(&path)?;
+    let image = decode(&path, &bytes, config)?;
+    Ok(Prepared {
+        width: image.width(),
+        height: image.height(),
+        file,
+        hash,
+        image: Some(image),
+        prompt,
+        replaces: old,
+    })
+}
+
+/// Decodes an image with size and allocation limits (a decompression bomb is refused before
+/// its pixels are allocated).
+pub fn decode(path: &Path, bytes: &[u8], config: &ImageIndexConfig) -> Result<RgbImage> {
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Error::input(path, format!("cannot read: {e}")))?;
+    if reader.format().is_none() {
+        return Err(Error::input(path, "not a PNG, JPEG or WebP image"));
+    }
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(config.max_side);
+    limits.max_image_height = Some(config.max_side);
+    limits.max_alloc = Some(config.max_alloc);
+    reader.limits(limits);
+    let image = reader
+        .decode()
+        .map_err(|e| Error::input(path, format!("cannot decode: {e}")))?;
+    Ok(image.to_rgb8())
+}
+
+/// Indexes the images under `root` into `writer`.
+pub fn index_images(
+    writer: &mut IndexWriter,
+    encoder: &dyn ImageEncoder,
+    text: &dyn TextEmbedder,
+    model: &ImageModel,
+    root: &Path,
+    config: &ImageIndexConfig,
+    progress: &dyn ImageIndexProgress,
+) -> Result<ImageIndexReport> {
+    let start = Instant::now();
+    if !root.is_dir() {
+        return Err(Error::input(root, "not a folder"));
+    }
+    // Absolute paths: the same folder given two ways is the same images.
+    let root = &root.canonicalize().map_err(|e| Error::io(root, e))?;
+    writer.set_image_model(model)?;
+    let mut report = ImageIndexReport::default();
+    let walk = walk_images(root);
+    report.found = walk.images.len();
+    report.skipped_other = walk.skipped;
+    for (path, why) in walk.errors {
+        progress.message(&format!("{}: {why}", path.display()));
+        report.errors.push((path.display().to_string(), why));
+    }
+    let catalog = writer.catalog();
+
+    // Which files need work, and which indexed files under this root are gone.
+    let mut todo = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for file in walk.images {
+        let key = path_key(&file.path);
+        seen.insert(key.clone());
+        match catalog.image_by_path(&key)? {
+            Some((_, r)) if r.size == file.size && r.mtime_ns == file.mtime_ns && !r.missing => {
+                report.unchanged += 1;
+            }
+            old => todo.push((file, old)),
+        }
+    }
+    let root_key = path_key(root);
+    let mut gone = Vec::new();
+    for item in catalog.image_paths() {
+        let (key, id) = item?;
+        if key.starts_with(&root_key) && !seen.contains(&key) {
+            gone.push((key, id));
+        }
+    }
+    for (key, id) in gone {
+        if let Some(Record::Image(mut record)) = catalog.get(id)? {
+            record.missing = true;
+            catalog.update_image(id, &record, &key)?;
+            report.vanished += 1;
+        }
+    }
+
+    progress.start(todo.len());
+    let mut done = 0;
+    for chunk in todo.chunks(config.batch.max(1)) {
+        let prepared: Vec<(PathBuf, Result<Prepared>)> = chunk
+            .par_iter()
+            .map(|(file, old)| {
+                (
+                    file.path.clone(),
+                    prepare(file.clone(), old.clone(), config),
+                )
+            })
+            .collect();
+        let mut fresh = Vec::new();
+        for (path, item) in prepared {
+            match item {
+                Ok(p) if p.image.is_none() => {
+                    // Same bytes, new mtime: update the record, keep its embeddings.
+                    let (id, mut record) = p.replaces.expect("only known files are touched");
+                    record.mtime_ns = p.file.mtime_ns;
+                    record.size = p.file.size;
+                    catalog.update_image(id, &record, &path_key(&p.file.path))?;
+                    report.unchanged += 1;
+                }
+                Ok(p) => fresh.push(p),
+                Err(e) => {
+                    progress.message(&e.to_string());
+                    report
+                        .errors
+                        .push((path.display().to_string(), e.to_string()));
+                }
+            }
+        }
+        if !fresh.is_empty() {
+            commit_batch(catalog, encoder, text, fresh, &mut report)?;
+        }
+        done += chunk.len();
+        progress.advance(done);
+    }
+    writer.sync(&mut |line| progress.message(line))?;
+    report.seconds = start.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+fn commit_batch(
+    catalog: &crate::store::Catalog,
+    encoder: &dyn ImageEncoder,
+    text: &dyn TextEmbedder,
+    batch: Vec<Prepared>,
+    report: &mut ImageIndexReport,
+) -> Result<()> {
+    let images: Vec<RgbImage> = batch.iter().filter_map(|p| p.image.clone()).collect();
+    let embeddings = encoder.encode(&images)?;
+    let prompts: Vec<&str> = batch
+        .iter()
+        .filter_map(|p| p.prompt.as_ref().map(|e| e.prompt.as_str()))
+        .collect();
+    let mut text_vectors = text.embed(&prompts)?.into_iter();
+    let mut new = Vec::with_capacity(batch.len());
+    for (p, embedding) in batch.into_iter().zip(embeddings) {
+        let text_vector = p.prompt.as_ref().and_then(|_| text_vectors.next());
+        if p.replaces.is_some() {
+            report.changed += 1;
+        } else {
+            report.added += 1;
+        }
+        if p.prompt.is_some() {
+            report.with_prompt += 1;
+        }
+        let provenance = p.prompt.as_ref().and_then(|e| {
+            serde_json::to_value(e.provenance)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+        });
+        new.push(NewImage {
+            path_key: path_key(&p.file.path),
+            record: ImageRecord {
+                path: p.file.path.to_string_lossy().into_owned(),
+                content_hash: p.hash,
+                size: p.file.size,
+                mtime_ns: p.file.mtime_ns,
+                width: p.width,
+                height: p.height,
+                prompt: p.prompt.as_ref().map(|e| e.prompt.clone()),
+                negative_prompt: p.prompt.as_ref().and_then(|e| e.negative_prompt.clone()),
+                parameters: p.prompt.map(|e| e.parameters).unwrap_or_default(),
+                provenance,
+                missing: false,
+            },
+            image_vector: embedding.vector,
+            text_vector,
+        });
+    }
+    catalog.insert_images(&new)?;
+    Ok(())
+}

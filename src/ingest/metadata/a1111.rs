@@ -1,0 +1,297 @@
+//! The AUTOMATIC1111 `parameters` text, also written by Forge and stable-diffusion.cpp:
+//!
+//! ```text
+//! the prompt, possibly
+//! over several lines
+//! Negative prompt: the negative prompt, possibly
+//! over several lines
+//! Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 123, Size: 512x512, Lora hashes: "a: 1, b: 2"
+//! ```
+//!
+//! The last line holds the settings as `Key: value` pairs separated by commas; a value with
+//! commas, colons or quotes is written as a JSON string. A line counts as the settings line
+//! when it parses as such pairs and has at least three of them (A1111's own rule), or starts
+//! with `Steps:`. Extensions that append `Key: value` lines after it (Dynamic Prompts'
+//! `Template:`) are handled too.
+
+use serde_json::{Map, Number, Value};
+
+use super::{EmbeddedPrompt, Provenance};
+
+/// Settings whose values stay strings even when they look like numbers (hashes, names).
+const STRING_KEYS: [&str; 7] = [
+    "hash", "model", "version", "vae", "sampler", "schedule", "name",
+];
+
+/// Parses AUTOMATIC1111-style `parameters` text into prompt, negative prompt and typed
+/// settings (`Steps: 20` becomes `"steps": 20`, `Size: 512x512` becomes `"size": "512x512"`
+/// plus `"width": 512, "height": 512`).
+///
+/// Without a settings line the whole text (less any `Negative prompt:` part) is the prompt.
+/// Returns `None` only for text that is empty or all whitespace. The result's `location` is
+/// empty: the caller knows where the text came from.
+pub fn parse_a1111_parameters(text: &str) -> Option<EmbeddedPrompt> {
+    let text = text.replace("\r\n", "\n");
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let (body, settings) = split_settings(&lines);
+    let mut prompt = Vec::new();
+    let mut negative: Option<Vec<&str>> = None;
+    for &line in body {
+        match (&mut negative, line.strip_prefix("Negative prompt:")) {
+            (None, Some(rest)) => negative = Some(vec![rest]),
+            (Some(neg), _) => neg.push(line),
+            (None, None) => prompt.push(line),
+        }
+    }
+    let negative = negative.map(|n| n.join("\n"));
+    let mut found = EmbeddedPrompt::new(Provenance::A1111Parameters, prompt.join("\n"))
+        .negative(negative.as_deref());
+    for pair in settings {
+        insert_setting(&mut found.parameters, pair);
+    }
+    Some(found)
+}
+
+/// One `Key: value` pair, its value unquoted.
+struct Pair {
+    key: String,
+    value: String,
+    quoted: bool,
+}
+
+/// Splits the lines into the prompt part and the settings pairs.
+fn split_settings<'a>(lines: &'a [&'a str]) -> (&'a [&'a str], Vec<Pair>) {
+    let last = lines.len() - 1;
+    if let Some(pairs) = settings_line(lines[last]) {
+        let first_is_steps = pairs[0].key == "Steps";
+        let negative = pairs[0].key == "Negative prompt";
+        if !negative && ((pairs.len() >= 3 && lines.len() > 1) || first_is_steps) {
+            return (&lines[..last], pairs);
+        }
+    }
+    // Settings followed by single `Key: value` lines added by extensions.
+    for at in (0..last).rev() {
+        if !lines[at].starts_with("Steps:") {
+            continue;
+        }
+        let Some(mut pairs) = settings_line(lines[at]) else {
+            break;
+        };
+        for line in &lines[at + 1..] {
+            match line.split_once(':') {
+                Some((key, value)) if valid_key(key.trim()) => pairs.push(Pair {
+                    key: key.trim().to_string(),
+                    value: value.trim().to_string(),
+                    quoted: false,
+                }),
+                _ => return (lines, Vec::new()),
+            }
+        }
+        return (&lines[..at], pairs);
+    }
+    (lines, Vec::new())
+}
+
+/// The pairs of a settings line, or `None` when it does not start with one.
+fn settings_line(line: &str) -> Option<Vec<Pair>> {
+    let mut pairs: Vec<Pair> = Vec::new();
+    let mut rest = line.trim();
+    while !rest.is_empty() {
+        let comma = rest.find(',').unwrap_or(rest.len());
+        let key = rest[..comma]
+            .split_once(':')
+            .map(|(key, _)| key.trim())
+            .filter(|key| valid_key(key));
+        let Some(key) = key else {
+            // A comma inside an unquoted value: it belongs to the previous pair.
+            let last = pairs.last_mut().filter(|p| !p.quoted)?;
+            last.value.push_str(", ");
+            last.value.push_str(rest[..comma].trim());
+            rest = rest[comma..].trim_start_matches(',').trim_start();
+            continue;
+        };
+        let after = rest[rest.find(':')? + 1..].trim_start();
+        if let Some((value, tail)) = quoted_value(after) {
+            pairs.push(Pair {
+                key: key.to_string(),
+                value,
+                quoted: true,
+            });
+            rest = tail;
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            pairs.push(Pair {
+                key: key.to_string(),
+                value: after[..end].trim().to_string(),
+                quoted: false,
+            });
+            rest = after[end..].trim_start_matches(',').trim_start();
+        }
+    }
+    (!pairs.is_empty()).then_some(pairs)
+}
+
+/// A JSON string at the start of `text` followed by a comma or the end: its value and the
+/// text after the comma.
+fn quoted_value(text: &str) -> Option<(String, &str)> {
+    if !text.starts_with('"') {
+        return None;
+    }
+    let mut escaped = false;
+    for (i, c) in text.char_indices().skip(1) {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => {
+                let tail = text[i + 1..].trim_start();
+                if !(tail.is_empty() || tail.starts_with(',')) {
+                    return None;
+                }
+                let raw = &text[..=i];
+                let value = serde_json::from_str::<String>(raw)
+                    .unwrap_or_else(|_| raw[1..raw.len() - 1].to_string());
+                return Some((value, tail.trim_start_matches(',').trim_start()));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A settings key: starts with a letter or digit, then letters, digits, spaces and a little
+/// punctuation (`Hires upscaler`, `ADetailer model 2nd`, `Schedule type`, `Lora hashes`).
+fn valid_key(key: &str) -> bool {
+    key.len() <= 64
+        && key.chars().next().is_some_and(char::is_alphanumeric)
+        && key
+            .chars()
+            .all(|c| c.is_alphanumeric() || " -_/.()+".contains(c))
+}
+
+/// `CFG scale` -> `cfg_scale`.
+fn snake_case(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for c in key.chars() {
+        if c.is_alphanumeric() {
+            out.extend(c.to_lowercase());
+        } else if !out.is_empty() && !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    out.trim_end_matches('_').to_string()
+}
+
+fn insert_setting(params: &mut Map<String, Value>, pair: Pair) {
+    let key = snake_case(&pair.key);
+    if key.is_empty() || params.contains_key(&key) {
+        return;
+    }
+    if key == "size" {
+        if let Some((w, h)) = pair.value.split_once('x') {
+            if let (Ok(w), Ok(h)) = (w.trim().parse::<u64>(), h.trim().parse::<u64>()) {
+                params.entry("width").or_insert(w.into());
+                params.entry("height").or_insert(h.into());
+            }
+        }
+    }
+    let value = if pair.quoted || STRING_KEYS.iter().any(|k| key.contains(k)) {
+        Value::String(pair.value)
+    } else {
+        typed_value(pair.value)
+    };
+    params.insert(key, value);
+}
+
+/// A number when the text is one (no leading zeros, finite), `true`/`false`, else a string.
+pub(super) fn typed_value(text: String) -> Value {
+    let digits = text.strip_prefix('-').unwrap_or(&text);
+    let plain_number = !digits.is_empty()
+        && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && digits.matches('.').count() <= 1
+        && !digits.starts_with('.')
+        && !digits.ends_with('.')
+        && !(digits.len() > 1 && digits.starts_with('0') && !digits.starts_with("0."));
+    if plain_number {
+        if !digits.contains('.') {
+            if let Ok(n) = text.parse::<i64>() {
+                return Value::Number(n.into());
+            }
+            if let Ok(n) = text.parse::<u64>() {
+                return Value::Number(n.into());
+            }
+        } else if let Some(n) = text.parse::<f64>().ok().and_then(Number::from_f64) {
+            return Value::Number(n);
+        }
+    }
+    match text.as_str() {
+        "True" | "true" => Value::Bool(true),
+        "False" | "false" => Value::Bool(false),
+        _ => Value::String(text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_values() {
+        assert_eq!(typed_value("20".into()), Value::from(20));
+        assert_eq!(typed_value("-1".into()), Value::from(-1));
+        assert_eq!(typed_value("4.500000".into()), Value::from(4.5));
+        assert_eq!(
+            typed_value("18446744073709551615".into()),
+            Value::from(u64::MAX)
+        );
+        assert_eq!(typed_value("0123".into()), Value::from("0123"));
+        assert_eq!(typed_value("1.2.3".into()), Value::from("1.2.3"));
+        assert_eq!(typed_value("NaN".into()), Value::from("NaN"));
+        assert_eq!(typed_value("inf".into()), Value::from("inf"));
+        assert_eq!(typed_value("True".into()), Value::Bool(true));
+        assert_eq!(typed_value("Euler a".into()), Value::from("Euler a"));
+    }
+
+    #[test]
+    fn any_slice_of_tricky_text_parses_without_panic() {
+        let text =
+            "é cat: \"ü\", 猫\nNegative prompt: x\nSteps: \"a\\\", b: \", Size: 9x, Seed: 0.5.";
+        for (start, _) in text.char_indices() {
+            for (end, _) in text.char_indices().filter(|(e, _)| *e >= start) {
+                let _ = parse_a1111_parameters(&text[start..end]);
+            }
+        }
+        for odd in [
+            ":",
+            ",",
+            "\"",
+            "a: \"",
+            "Steps:",
+            "Steps: \"\\",
+            ": x, : y, : z",
+        ] {
+            let _ = parse_a1111_parameters(odd);
+        }
+    }
+
+    #[test]
+    fn keys_become_snake_case() {
+        assert_eq!(snake_case("CFG scale"), "cfg_scale");
+        assert_eq!(snake_case("Model hash"), "model_hash");
+        assert_eq!(snake_case("Hires upscale (by)"), "hires_upscale_by");
+    }
+
+    #[test]
+    fn settings_line_rules() {
+        assert!(settings_line("a cat, a dog").is_none());
+        assert!(settings_line("<lora:x:1>, a cat").is_none());
+        let pairs = settings_line(r#"Steps: 5, Note: "x, \"y\"", Seed: 1"#).unwrap();
+        assert_eq!(pairs.len(), 3);
+        assert_eq!(pairs[1].value, r#"x, "y""#);
+        let pairs = settings_line("Steps: 5, Extra: a, b, Seed: 1").unwrap();
+        assert_eq!(pairs[1].value, "a, b");
+    }
+}

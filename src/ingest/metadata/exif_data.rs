@@ -1,0 +1,239 @@
+//! EXIF, as JPEG (`APP1` segment), WebP (`EXIF` chunk) and PNG (`eXIf` chunk) carry it.
+//!
+//! AUTOMATIC1111 and Forge store their `parameters` text in `UserComment` (tag 0x9286): an
+//! 8-byte character-code prefix, then the text. `UNICODE\0` means UTF-16, whose byte order
+//! writers disagree on, so it is taken from a byte-order mark, else from where the zero bytes
+//! of ASCII characters fall, else from whichever order decodes to fewer impossible
+//! characters, else from the TIFF header. ComfyUI's WebP saver stores `prompt:{...}` and
+//! `workflow:{...}` in the `Model` / `Make` / `ImageDescription` tags instead.
+
+use std::io::{BufRead, Read, Seek};
+
+use exif::{Reader, Value};
+
+use super::png::latin1_or_utf8;
+use super::{a1111, comfy, comfy_ui, EmbeddedPrompt, Provenance, MAX_TEXT_BYTES};
+
+type Detail = String;
+
+/// Tags ComfyUI uses for its graph: ImageDescription, Make, Model.
+const COMFY_TAGS: [u16; 3] = [0x010E, 0x010F, 0x0110];
+const USER_COMMENT: u16 = 0x9286;
+
+/// The prompt in a JPEG's EXIF; `None` when it has no EXIF or no prompt in it.
+pub(super) fn read_jpeg<R: BufRead>(reader: &mut R) -> Result<Option<EmbeddedPrompt>, Detail> {
+    match exif::get_exif_attr_from_jpeg(reader) {
+        Ok(tiff) => from_tiff(tiff, "JPEG EXIF"),
+        Err(exif::Error::NotFound(_)) => Ok(None),
+        Err(exif::Error::InvalidFormat(what)) => Err(format!("truncated or corrupt JPEG ({what})")),
+        Err(e) => Err(format!("cannot read the JPEG: {e}")),
+    }
+}
+
+/// The prompt in a WebP's `EXIF` chunk, the RIFF chunk list walked by seeking.
+pub(super) fn read_webp<R: Read + Seek>(
+    reader: &mut R,
+    file_len: u64,
+) -> Result<Option<EmbeddedPrompt>, Detail> {
+    let truncated = |e: std::io::Error| format!("truncated or unreadable WebP: {e}");
+    let mut header = [0u8; 12];
+    reader.read_exact(&mut header).map_err(truncated)?;
+    let riff_len = u64::from(u32::from_le_bytes([
+        header[4], header[5], header[6], header[7],
+    ]));
+    let end = 8 + riff_len;
+    if end > file_len {
+        return Err(format!(
+            "truncated WebP: the RIFF header announces {end} bytes, the file has {file_len}"
+        ));
+    }
+    let mut pos = 12u64;
+    let mut image = false;
+    while pos + 8 <= end {
+        let mut chunk = [0u8; 8];
+        reader.read_exact(&mut chunk).map_err(truncated)?;
+        let size = u64::from(u32::from_le_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]));
+        let name = String::from_utf8_lossy(&chunk[..4]).into_owned();
+        if pos + 8 + size > end {
+            return Err(format!(
+                "truncated or corrupt WebP: chunk {name:?} at byte {pos} runs past the end of the RIFF data"
+            ));
+        }
+        image |= matches!(&chunk[..4], b"VP8 " | b"VP8L" | b"VP8X");
+        if &chunk[..4] == b"EXIF" {
+            if size > MAX_TEXT_BYTES as u64 {
+                return Err(format!(
+                    "EXIF chunk of {size} bytes, over the {MAX_TEXT_BYTES}-byte limit"
+                ));
+            }
+            let mut data = vec![0u8; size as usize];
+            reader.read_exact(&mut data).map_err(truncated)?;
+            return from_tiff(data, "WebP EXIF");
+        }
+        let padded = size + (size & 1);
+        reader.seek_relative(padded as i64).map_err(truncated)?;
+        pos += 8 + padded;
+    }
+    match image {
+        true => Ok(None),
+        false => Err("corrupt WebP: no VP8, VP8L or VP8X image chunk".into()),
+    }
+}
+
+/// The prompt in a raw EXIF block (TIFF header first, an `Exif\0\0` prefix tolerated).
+pub(super) fn from_tiff(
+    mut data: Vec<u8>,
+    container: &str,
+) -> Result<Option<EmbeddedPrompt>, Detail> {
+    if data.starts_with(b"Exif\0\0") {
+        data.drain(..6);
+    }
+    let exif = match Reader::new().continue_on_error(true).read_raw(data) {
+        Ok(exif) => exif,
+        Err(e) => e
+            .distill_partial_result(|_| {})
+            .map_err(|e| format!("corrupt {container}: {e}"))?,
+    };
+    for field in exif.fields() {
+        if field.tag.number() != USER_COMMENT {
+            continue;
+        }
+        let (Value::Undefined(bytes, _) | Value::Byte(bytes)) = &field.value else {
+            continue;
+        };
+        let text = decode_user_comment(bytes, exif.little_endian());
+        if let Some(mut found) = a1111::parse_a1111_parameters(&text).filter(|f| f.has_text()) {
+            found.provenance = Provenance::ExifUserComment;
+            return Ok(Some(found.at(format!("{container} UserComment"))));
+        }
+    }
+    for field in exif.fields() {
+        if !COMFY_TAGS.contains(&field.tag.number()) {
+            continue;
+        }
+        let Value::Ascii(values) = &field.value else {
+            continue;
+        };
+        for value in values {
+            let text = latin1_or_utf8(value);
+            let at = format!("{container} {}", field.tag);
+            if let Some(json) = text.strip_prefix("prompt:") {
+                if let Some(found) = comfy::parse_prompt_graph(json)? {
+                    return Ok(Some(found.at(at)));
+                }
+            } else if let Some(json) = text.strip_prefix("workflow:") {
+                if let Some(found) = comfy_ui::parse_workflow(json)? {
+                    return Ok(Some(found.at(at)));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The text of a `UserComment` value: character-code prefix, then the text.
+pub(super) fn decode_user_comment(bytes: &[u8], tiff_little_endian: bool) -> String {
+    let text = match bytes.split_at_checked(8) {
+        Some((b"UNICODE\0", body)) => decode_utf16(body, tiff_little_endian),
+        Some((b"ASCII\0\0\0" | b"JIS\0\0\0\0\0" | [0, 0, 0, 0, 0, 0, 0, 0], body)) => {
+            latin1_or_utf8(body)
+        }
+        _ => latin1_or_utf8(bytes),
+    };
+    text.trim_matches(|c: char| c == '\0' || c.is_whitespace())
+        .to_string()
+}
+
+/// UTF-16 of either byte order; see the module documentation for how the order is chosen.
+fn decode_utf16(body: &[u8], tiff_little_endian: bool) -> String {
+    let body = &body[..body.len() & !1];
+    let (body, little) = match body {
+        [0xFE, 0xFF, rest @ ..] => (rest, false),
+        [0xFF, 0xFE, rest @ ..] => (rest, true),
+        _ => {
+            let zeros_at = |parity: usize| {
+                body.iter()
+                    .skip(parity)
+                    .step_by(2)
+                    .filter(|&&b| b == 0)
+                    .count()
+            };
+            let (even, odd) = (zeros_at(0), zeros_at(1));
+            let little = if even != odd {
+                odd > even
+            } else {
+                let (be, le) = (oddity(&utf16(body, false)), oddity(&utf16(body, true)));
+                if be != le {
+                    le < be
+                } else {
+                    tiff_little_endian
+                }
+            };
+            (body, little)
+        }
+    };
+    utf16(body, little)
+}
+
+fn utf16(body: &[u8], little: bool) -> String {
+    let units = body.chunks_exact(2).map(|pair| {
+        let pair = [pair[0], pair[1]];
+        if little {
+            u16::from_le_bytes(pair)
+        } else {
+            u16::from_be_bytes(pair)
+        }
+    });
+    char::decode_utf16(units)
+        .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+        .collect()
+}
+
+/// Characters no prompt contains: replacements (bad surrogates), controls, private use.
+fn oddity(text: &str) -> usize {
+    text.chars()
+        .filter(|&c| {
+            c == char::REPLACEMENT_CHARACTER
+                || (c.is_control() && !matches!(c, '\n' | '\r' | '\t' | '\0'))
+                || ('\u{E000}'..='\u{F8FF}').contains(&c)
+        })
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utf16_bytes(text: &str, little: bool) -> Vec<u8> {
+        let mut out = b"UNICODE\0".to_vec();
+        for unit in text.encode_utf16() {
+            out.extend(if little {
+                unit.to_le_bytes()
+            } else {
+                unit.to_be_bytes()
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn user_comment_byte_order_is_detected() {
+        for text in ["a lovely cat\nSteps: 20", "猫", "chat à 日本"] {
+            for little in [false, true] {
+                for tiff_le in [false, true] {
+                    let decoded = decode_user_comment(&utf16_bytes(text, little), tiff_le);
+                    if text == "猫" && little != tiff_le {
+                        // One CJK character without zero bytes: only the TIFF order decides.
+                        continue;
+                    }
+                    assert_eq!(decoded, text, "little={little} tiff_le={tiff_le}");
+                }
+            }
+        }
+        let mut bom = b"UNICODE\0\xFF\xFE".to_vec();
+        bom.extend(utf16_bytes("猫", true)[8..].iter());
+        assert_eq!(decode_user_comment(&bom, false), "猫");
+        assert_eq!(decode_user_comment(b"ASCII\0\0\0a cat\0", true), "a cat");
+        assert_eq!(decode_user_comment(b"a cat", true), "a cat");
+    }
+}
