@@ -434,14 +434,23 @@ fn search(root: &Path, args: SearchArgs) -> Result<()> {
     };
     let text = args.text.as_deref().unwrap_or_default();
     let hits = search_prompts(&reader, &model, text, &config)?;
+    emit(args.json, &hits, |out| print_table(out, &hits))
+}
+
+/// Prints `value` as pretty JSON, or as the human table `table` writes.
+fn emit<T: serde::Serialize>(
+    json: bool,
+    value: &T,
+    table: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &hits)?;
+    if json {
+        serde_json::to_writer_pretty(&mut out, value)?;
         writeln!(out)?;
+        Ok(())
     } else {
-        print_table(&mut out, &hits)?;
+        table(&mut out)
     }
-    Ok(())
 }
 
 fn index_folder(root: &Path, args: IndexArgs) -> Result<()> {
@@ -515,14 +524,7 @@ fn search_image(root: &Path, args: SearchArgs) -> Result<()> {
         args.k,
         SearchConfig::default().ef,
     )?;
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &found)?;
-        writeln!(out)?;
-    } else {
-        print_image_table(&mut out, &found)?;
-    }
-    Ok(())
+    emit(args.json, &found, |out| print_image_table(out, &found))
 }
 
 fn print_image_table(out: &mut dyn Write, found: &ImageSearch) -> Result<()> {

@@ -18,3 +18,12 @@ pub use fetch::{fetch_model, model_status, models_root, ModelStatus};
 pub use image::{EfficientNetLite, ImageEmbedding, ImageEncoder};
 pub use registry::{find_model, ModelSpec, REGISTRY};
 pub use text::{MiniLm, TextEmbedder};
+
+/// Scales `v` to unit length (left as is when it is all zeros): every stored vector is unit
+/// length, so similarity is a dot product.
+pub fn l2_normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+}

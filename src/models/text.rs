@@ -19,6 +19,7 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::Config;
 
 use super::bert::Bert;
+use super::l2_normalize;
 use tokenizers::{Tokenizer, TruncationParams};
 
 use super::registry::{ModelSpec, MINILM};
@@ -201,17 +202,11 @@ impl MiniLm {
                 }
                 let count = tokens as f32;
                 sum.iter_mut().for_each(|s| *s /= count);
-                normalize(&mut sum);
+                l2_normalize(&mut sum);
                 sum
             })
             .collect())
     }
-}
-
-/// Scales `v` to unit length (left as is when it is all zeros).
-pub fn normalize(v: &mut [f32]) {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-    v.iter_mut().for_each(|x| *x /= norm);
 }
 
 impl TextEmbedder for MiniLm {

@@ -22,9 +22,10 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
+use super::super::l2_normalize;
 use super::checkpoint::Checkpoint;
 use super::kernels::{same_padding, BiasAct, Depthwise};
-use super::{l2_normalize, preprocess, ImageEmbedding, ImageEncoder};
+use super::{preprocess, ImageEmbedding, ImageEncoder};
 use crate::{Error, Result};
 
 /// EfficientNet-B0's stages: kernel, stride, expansion ratio, output channels, repeats.

@@ -48,11 +48,3 @@ pub trait ImageEncoder: Send + Sync {
     /// image, in order.
     fn encode(&self, images: &[RgbImage]) -> Result<Vec<ImageEmbedding>>;
 }
-
-/// Scales `v` to unit length (a zero vector stays zero).
-pub fn l2_normalize(v: &mut [f32]) {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        v.iter_mut().for_each(|x| *x /= norm);
-    }
-}
