@@ -221,3 +221,55 @@ fn same_artist_tiles_are_found_far_above_chance() {
     eprintln!("same-artist top-1 (leave-one-out): {rate:.3}; chance is 7/463 = 0.015");
     assert!(rate > 0.5, "same-artist top-1 {rate}");
 }
+
+#[test]
+fn a_killed_index_run_resumes_without_loss_or_duplicates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tiles = data_dir().join("styles/sd14_artist_tiles/images");
+    let index = tmp.path().join("index");
+    let mut kills = 0;
+    let mut delay_ms = 900;
+    loop {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_promptdex"))
+            .args(["index", tiles.to_str().unwrap(), "--index", index.to_str().unwrap(), "--batch", "16"])
+            .env("PROMPTDEX_MODELS", common::models_dir())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_some() {
+            assert!(child.wait().unwrap().success());
+            break;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills += 1;
+        delay_ms += 700;
+        assert!(kills < 40, "indexing never finished");
+    }
+    assert!(kills >= 1, "the run should have been killed at least once");
+    let last = index_json(&tiles, &index);
+    assert_eq!(last["added"], 0);
+    assert_eq!(last["unchanged"], 464);
+    let catalog = Catalog::open(&index.join("catalog")).unwrap();
+    assert_eq!(catalog.len(), 464, "one record per tile, none lost or doubled");
+    assert_eq!(catalog.image_paths().count(), 464);
+}
+
+#[test]
+fn images_from_another_encoder_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("one");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::copy(data_dir().join("eval/sdcpp_lovely_cat/images/f32.png"), folder.join("a.png")).unwrap();
+    let index = tmp.path().join("index");
+    index_json(&folder, &index);
+    let out = promptdex(
+        &["index", folder.to_str().unwrap(), "--index", index.to_str().unwrap(), "--model", "efficientnet-lite2"],
+        tmp.path(),
+    );
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("efficientnet-lite0") && err.contains("efficientnet-lite2"), "{err}");
+}
