@@ -231,7 +231,14 @@ fn a_killed_index_run_resumes_without_loss_or_duplicates() {
     let mut delay_ms = 900;
     loop {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_promptdex"))
-            .args(["index", tiles.to_str().unwrap(), "--index", index.to_str().unwrap(), "--batch", "16"])
+            .args([
+                "index",
+                tiles.to_str().unwrap(),
+                "--index",
+                index.to_str().unwrap(),
+                "--batch",
+                "16",
+            ])
             .env("PROMPTDEX_MODELS", common::models_dir())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -253,7 +260,11 @@ fn a_killed_index_run_resumes_without_loss_or_duplicates() {
     assert_eq!(last["added"], 0);
     assert_eq!(last["unchanged"], 464);
     let catalog = Catalog::open(&index.join("catalog")).unwrap();
-    assert_eq!(catalog.len(), 464, "one record per tile, none lost or doubled");
+    assert_eq!(
+        catalog.len(),
+        464,
+        "one record per tile, none lost or doubled"
+    );
     assert_eq!(catalog.image_paths().count(), 464);
 }
 
@@ -262,14 +273,28 @@ fn images_from_another_encoder_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let folder = tmp.path().join("one");
     std::fs::create_dir_all(&folder).unwrap();
-    std::fs::copy(data_dir().join("eval/sdcpp_lovely_cat/images/f32.png"), folder.join("a.png")).unwrap();
+    std::fs::copy(
+        data_dir().join("eval/sdcpp_lovely_cat/images/f32.png"),
+        folder.join("a.png"),
+    )
+    .unwrap();
     let index = tmp.path().join("index");
     index_json(&folder, &index);
     let out = promptdex(
-        &["index", folder.to_str().unwrap(), "--index", index.to_str().unwrap(), "--model", "efficientnet-lite2"],
+        &[
+            "index",
+            folder.to_str().unwrap(),
+            "--index",
+            index.to_str().unwrap(),
+            "--model",
+            "efficientnet-lite2",
+        ],
         tmp.path(),
     );
     let err = stderr(&out);
     assert!(!out.status.success());
-    assert!(err.contains("efficientnet-lite0") && err.contains("efficientnet-lite2"), "{err}");
+    assert!(
+        err.contains("efficientnet-lite0") && err.contains("efficientnet-lite2"),
+        "{err}"
+    );
 }
