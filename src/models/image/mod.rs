@@ -13,11 +13,13 @@
 
 pub mod checkpoint;
 pub mod classes;
+pub mod clip;
 pub mod efficientnet_lite;
 pub mod kernels;
 pub mod preprocess;
 
 pub use classes::{top_k, ImageNetClasses};
+pub use clip::ClipModel;
 pub use efficientnet_lite::{EfficientNetLite, Variant};
 
 use image::RgbImage;

@@ -1,0 +1,647 @@
+//! CLIP (image and text towers) in candle, loaded from a Hugging Face `CLIPModel` folder.
+//!
+//! A folder holds `config.json` and `model.safetensors` in the `transformers` layout
+//! (`vision_model.*`, `text_model.*`, `visual_projection`, `text_projection`, `logit_scale`),
+//! which is how openai/clip-vit-base-patch32, openai/clip-vit-large-patch14 and
+//! laion/CLIP-ViT-H-14-laion2B-s32B-b79K are published.
+//!
+//! The towers are written here rather than taken from `candle_transformers::models::clip`,
+//! which hard-codes `quick_gelu` for the text tower and a layer-norm epsilon of 1e-5: the LAION
+//! ViT-H/14 uses the exact (erf) GELU in both towers. Everything the weights cannot show
+//! (activation, epsilon, heads, patch size, EOS convention) is read from `config.json`.
+//!
+//! Both towers end in a projection to `projection_dim` and the embeddings are L2-normalised,
+//! so an image and a text are compared by a dot product (scaled by `exp(logit_scale)` for
+//! CLIP's logits). The text is pooled at its end-of-text token: with the legacy
+//! `eos_token_id` 2 (the OpenAI and LAION configs) that is the position of the highest token
+//! id, as in `transformers`; otherwise the first position holding `eos_token_id`.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::{Conv2d, Conv2dConfig, Embedding, LayerNorm, Linear, VarBuilder};
+use image::imageops::{self, FilterType};
+use image::RgbImage;
+use serde::Deserialize;
+
+use super::{ImageEmbedding, ImageEncoder};
+use crate::{Error, Result};
+
+/// CLIP's per-channel pixel mean (RGB, on the 0..1 scale).
+pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+/// CLIP's per-channel pixel standard deviation (RGB, on the 0..1 scale): 0.26862954,
+/// 0.26130258, 0.27577711 as f32.
+pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
+/// Images per forward pass in [`ImageEncoder::encode`].
+const IMAGE_BATCH: usize = 16;
+/// The `eos_token_id` of the original CLIP configs, meaning "pool at the highest token id".
+const LEGACY_EOS: u32 = 2;
+
+/// The part of a `transformers` `CLIPConfig` (`config.json`) the towers need.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClipConfig {
+    /// Length of both projected embeddings.
+    #[serde(default = "default_projection_dim")]
+    pub projection_dim: usize,
+    /// The initial `logit_scale`, used when the checkpoint has none.
+    #[serde(default = "default_logit_scale")]
+    pub logit_scale_init_value: f32,
+    /// The text tower.
+    pub text_config: ClipTextConfig,
+    /// The image tower.
+    pub vision_config: ClipVisionConfig,
+}
+
+/// `text_config` of a `CLIPConfig`; absent fields take the `transformers` defaults.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClipTextConfig {
+    /// Number of token ids.
+    #[serde(default = "d_vocab")]
+    pub vocab_size: usize,
+    /// Width of the transformer.
+    #[serde(default = "d_512")]
+    pub hidden_size: usize,
+    /// Width of the MLP.
+    #[serde(default = "d_2048")]
+    pub intermediate_size: usize,
+    /// Number of layers.
+    #[serde(default = "d_12")]
+    pub num_hidden_layers: usize,
+    /// Number of attention heads.
+    #[serde(default = "d_8")]
+    pub num_attention_heads: usize,
+    /// Longest token sequence.
+    #[serde(default = "d_77")]
+    pub max_position_embeddings: usize,
+    /// MLP activation (`quick_gelu` or `gelu`).
+    #[serde(default = "d_act")]
+    pub hidden_act: String,
+    /// Layer-norm epsilon.
+    #[serde(default = "d_eps")]
+    pub layer_norm_eps: f64,
+    /// End-of-text token; 2 means "the highest id" (see the module docs).
+    #[serde(default = "d_eos")]
+    pub eos_token_id: u32,
+}
+
+/// `vision_config` of a `CLIPConfig`; absent fields take the `transformers` defaults.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClipVisionConfig {
+    /// Width of the transformer.
+    #[serde(default = "d_768")]
+    pub hidden_size: usize,
+    /// Width of the MLP.
+    #[serde(default = "d_3072")]
+    pub intermediate_size: usize,
+    /// Number of layers.
+    #[serde(default = "d_12")]
+    pub num_hidden_layers: usize,
+    /// Number of attention heads.
+    #[serde(default = "d_12")]
+    pub num_attention_heads: usize,
+    /// Input channels.
+    #[serde(default = "d_3")]
+    pub num_channels: usize,
+    /// Side of the square input.
+    #[serde(default = "d_224")]
+    pub image_size: usize,
+    /// Side of a patch.
+    #[serde(default = "d_32")]
+    pub patch_size: usize,
+    /// MLP activation (`quick_gelu` or `gelu`).
+    #[serde(default = "d_act")]
+    pub hidden_act: String,
+    /// Layer-norm epsilon.
+    #[serde(default = "d_eps")]
+    pub layer_norm_eps: f64,
+}
+
+fn default_projection_dim() -> usize {
+    512
+}
+fn default_logit_scale() -> f32 {
+    2.6592
+}
+fn d_vocab() -> usize {
+    49408
+}
+fn d_3() -> usize {
+    3
+}
+fn d_8() -> usize {
+    8
+}
+fn d_12() -> usize {
+    12
+}
+fn d_32() -> usize {
+    32
+}
+fn d_77() -> usize {
+    77
+}
+fn d_224() -> usize {
+    224
+}
+fn d_512() -> usize {
+    512
+}
+fn d_768() -> usize {
+    768
+}
+fn d_2048() -> usize {
+    2048
+}
+fn d_3072() -> usize {
+    3072
+}
+fn d_act() -> String {
+    "quick_gelu".into()
+}
+fn d_eps() -> f64 {
+    1e-5
+}
+fn d_eos() -> u32 {
+    49407
+}
+
+/// The MLP activations CLIP checkpoints use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Activation {
+    /// `x * sigmoid(1.702 x)` (OpenAI).
+    QuickGelu,
+    /// The exact, erf-based GELU (LAION ViT-H/14).
+    Gelu,
+    /// The tanh approximation of GELU.
+    GeluTanh,
+}
+
+impl Activation {
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "quick_gelu" => Some(Self::QuickGelu),
+            "gelu" => Some(Self::Gelu),
+            "gelu_new" | "gelu_pytorch_tanh" => Some(Self::GeluTanh),
+            _ => None,
+        }
+    }
+
+    fn forward(self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::QuickGelu => x * candle_nn::ops::sigmoid(&(x * 1.702)?)?,
+            Self::Gelu => x.gelu_erf(),
+            Self::GeluTanh => x.gelu(),
+        }
+    }
+}
+
+/// The shape of one transformer stack.
+struct StackShape {
+    width: usize,
+    mlp: usize,
+    layers: usize,
+    heads: usize,
+    act: Activation,
+    eps: f64,
+}
+
+/// One pre-norm transformer layer (attention, then MLP, each with a residual).
+struct Layer {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+    norm1: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    norm2: LayerNorm,
+}
+
+/// A stack of [`Layer`]s with their shared settings.
+struct Encoder {
+    layers: Vec<Layer>,
+    heads: usize,
+    act: Activation,
+}
+
+impl Encoder {
+    fn new(vb: VarBuilder, s: &StackShape) -> candle_core::Result<Self> {
+        let vb = vb.pp("layers");
+        let layers = (0..s.layers)
+            .map(|i| {
+                let l = vb.pp(i.to_string());
+                let a = l.pp("self_attn");
+                Ok(Layer {
+                    q: candle_nn::linear(s.width, s.width, a.pp("q_proj"))?,
+                    k: candle_nn::linear(s.width, s.width, a.pp("k_proj"))?,
+                    v: candle_nn::linear(s.width, s.width, a.pp("v_proj"))?,
+                    out: candle_nn::linear(s.width, s.width, a.pp("out_proj"))?,
+                    norm1: candle_nn::layer_norm(s.width, s.eps, l.pp("layer_norm1"))?,
+                    fc1: candle_nn::linear(s.width, s.mlp, l.pp("mlp").pp("fc1"))?,
+                    fc2: candle_nn::linear(s.mlp, s.width, l.pp("mlp").pp("fc2"))?,
+                    norm2: candle_nn::layer_norm(s.width, s.eps, l.pp("layer_norm2"))?,
+                })
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Self {
+            layers,
+            heads: s.heads,
+            act: s.act,
+        })
+    }
+
+    /// Runs `x` `(batch, seq, width)` through every layer; `mask` `(seq, seq)` is added to
+    /// the attention scores.
+    fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
+        let (b, n, w) = x.dims3()?;
+        let hd = w / self.heads;
+        let scale = (hd as f64).powf(-0.5);
+        let split = |t: Tensor| -> candle_core::Result<Tensor> {
+            t.reshape((b, n, self.heads, hd))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let mut x = x.clone();
+        for l in &self.layers {
+            let h = l.norm1.forward(&x)?;
+            let q = split((l.q.forward(&h)? * scale)?)?;
+            let k = split(l.k.forward(&h)?)?;
+            let v = split(l.v.forward(&h)?)?;
+            let mut scores = q.matmul(&k.t()?)?;
+            if let Some(mask) = mask {
+                scores = scores.broadcast_add(mask)?;
+            }
+            let attn = candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?;
+            let attn = attn.transpose(1, 2)?.reshape((b, n, w))?;
+            x = (x + l.out.forward(&attn)?)?;
+            let h = l.norm2.forward(&x)?;
+            let h = l.fc2.forward(&self.act.forward(&l.fc1.forward(&h)?)?)?;
+            x = (x + h)?;
+        }
+        Ok(x)
+    }
+}
+
+/// A CLIP model: both towers and their projections, loaded from a `transformers` folder.
+pub struct ClipModel {
+    name: String,
+    config: ClipConfig,
+    // Vision tower.
+    class_embedding: Tensor,
+    patch_embedding: Conv2d,
+    vision_positions: Tensor,
+    pre_norm: LayerNorm,
+    vision: Encoder,
+    post_norm: LayerNorm,
+    visual_projection: Linear,
+    // Text tower.
+    token_embedding: Embedding,
+    text_positions: Tensor,
+    text: Encoder,
+    final_norm: LayerNorm,
+    text_projection: Linear,
+    logit_scale: f32,
+}
+
+impl std::fmt::Debug for ClipModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClipModel")
+            .field("name", &self.name)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClipModel {
+    /// Loads `dir/config.json` and `dir/model.safetensors`; the model is named after the
+    /// folder. Missing, malformed or mismatched files are a [`Error::Model`] naming the file.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "clip".into());
+        let config_path = dir.join("config.json");
+        let text = std::fs::read_to_string(&config_path).map_err(|e| {
+            Error::model(
+                &name,
+                format!("{}: cannot read: {e}", config_path.display()),
+            )
+        })?;
+        let config: ClipConfig = serde_json::from_str(&text).map_err(|e| {
+            Error::model(
+                &name,
+                format!("{}: not a CLIP config: {e}", config_path.display()),
+            )
+        })?;
+        let weights = dir.join("model.safetensors");
+        let tensors = candle_core::safetensors::load(&weights, &Device::Cpu)
+            .map_err(|e| Error::model(&name, format!("{}: cannot load: {e}", weights.display())))?;
+        Self::from_tensors(name, config, tensors, &weights)
+    }
+
+    /// Builds the model from a config and its tensors; `file` names the weights in errors.
+    pub fn from_tensors(
+        name: String,
+        config: ClipConfig,
+        tensors: HashMap<String, Tensor>,
+        file: &Path,
+    ) -> Result<Self> {
+        let fail = |detail: String| Error::model(&name, format!("{}: {detail}", file.display()));
+        let (tc, vc) = (&config.text_config, &config.vision_config);
+        let act = |s: &str| {
+            Activation::parse(s).ok_or_else(|| fail(format!("unsupported hidden_act {s:?}")))
+        };
+        let (text_act, vision_act) = (act(&tc.hidden_act)?, act(&vc.hidden_act)?);
+        for (what, width, heads) in [
+            ("text", tc.hidden_size, tc.num_attention_heads),
+            ("vision", vc.hidden_size, vc.num_attention_heads),
+        ] {
+            if heads == 0 || width % heads != 0 {
+                return Err(fail(format!(
+                    "{what} width {width} is not a multiple of {heads} heads"
+                )));
+            }
+        }
+        if vc.patch_size == 0 || vc.image_size % vc.patch_size != 0 {
+            return Err(fail(format!(
+                "image size {} is not a multiple of patch size {}",
+                vc.image_size, vc.patch_size
+            )));
+        }
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+        let build = || -> candle_core::Result<Self> {
+            let v = vb.pp("vision_model");
+            let e = v.pp("embeddings");
+            let positions = (vc.image_size / vc.patch_size).pow(2) + 1;
+            let patch_embedding = candle_nn::conv2d_no_bias(
+                vc.num_channels,
+                vc.hidden_size,
+                vc.patch_size,
+                Conv2dConfig {
+                    stride: vc.patch_size,
+                    ..Default::default()
+                },
+                e.pp("patch_embedding"),
+            )?;
+            let vision_shape = StackShape {
+                width: vc.hidden_size,
+                mlp: vc.intermediate_size,
+                layers: vc.num_hidden_layers,
+                heads: vc.num_attention_heads,
+                act: vision_act,
+                eps: vc.layer_norm_eps,
+            };
+            let text_shape = StackShape {
+                width: tc.hidden_size,
+                mlp: tc.intermediate_size,
+                layers: tc.num_hidden_layers,
+                heads: tc.num_attention_heads,
+                act: text_act,
+                eps: tc.layer_norm_eps,
+            };
+            let t = vb.pp("text_model");
+            let te = t.pp("embeddings");
+            let logit_scale = if vb.contains_tensor("logit_scale") {
+                vb.get((), "logit_scale")?.to_scalar::<f32>()?
+            } else {
+                config.logit_scale_init_value
+            };
+            Ok(Self {
+                class_embedding: e.get(vc.hidden_size, "class_embedding")?,
+                patch_embedding,
+                vision_positions: e
+                    .pp("position_embedding")
+                    .get((positions, vc.hidden_size), "weight")?,
+                pre_norm: candle_nn::layer_norm(
+                    vc.hidden_size,
+                    vc.layer_norm_eps,
+                    v.pp("pre_layrnorm"),
+                )?,
+                vision: Encoder::new(v.pp("encoder"), &vision_shape)?,
+                post_norm: candle_nn::layer_norm(
+                    vc.hidden_size,
+                    vc.layer_norm_eps,
+                    v.pp("post_layernorm"),
+                )?,
+                visual_projection: candle_nn::linear_no_bias(
+                    vc.hidden_size,
+                    config.projection_dim,
+                    vb.pp("visual_projection"),
+                )?,
+                token_embedding: candle_nn::embedding(
+                    tc.vocab_size,
+                    tc.hidden_size,
+                    te.pp("token_embedding"),
+                )?,
+                text_positions: te
+                    .pp("position_embedding")
+                    .get((tc.max_position_embeddings, tc.hidden_size), "weight")?,
+                text: Encoder::new(t.pp("encoder"), &text_shape)?,
+                final_norm: candle_nn::layer_norm(
+                    tc.hidden_size,
+                    tc.layer_norm_eps,
+                    t.pp("final_layer_norm"),
+                )?,
+                text_projection: candle_nn::linear_no_bias(
+                    tc.hidden_size,
+                    config.projection_dim,
+                    vb.pp("text_projection"),
+                )?,
+                logit_scale,
+                name: name.clone(),
+                config: config.clone(),
+            })
+        };
+        build().map_err(|e| fail(e.to_string()))
+    }
+
+    /// The configuration the model was built from.
+    pub fn config(&self) -> &ClipConfig {
+        &self.config
+    }
+
+    /// `exp(logit_scale)`: CLIP's logits are this times the dot product of the embeddings.
+    pub fn logit_scale(&self) -> f32 {
+        self.logit_scale.exp()
+    }
+
+    /// Embeds preprocessed images, `(N, 3, S, S)` with S the config's `image_size` (see
+    /// [`preprocess`]): `(N, projection_dim)`, each row unit length.
+    pub fn encode_images(&self, pixel_values: &Tensor) -> Result<Tensor> {
+        let vc = &self.config.vision_config;
+        let (n, c, h, w) = pixel_values.dims4()?;
+        if c != vc.num_channels || h != vc.image_size || w != vc.image_size {
+            return Err(Error::Invalid(format!(
+                "{}: expected images of shape (N, {}, {s}, {s}), got ({n}, {c}, {h}, {w})",
+                self.name,
+                vc.num_channels,
+                s = vc.image_size
+            )));
+        }
+        let x = pixel_values.to_dtype(DType::F32)?;
+        let patches = self
+            .patch_embedding
+            .forward(&x)?
+            .flatten_from(2)?
+            .transpose(1, 2)?;
+        let class = self
+            .class_embedding
+            .reshape((1, 1, vc.hidden_size))?
+            .broadcast_as((n, 1, vc.hidden_size))?;
+        let x = Tensor::cat(&[&class, &patches], 1)?.broadcast_add(&self.vision_positions)?;
+        let x = self.vision.forward(&self.pre_norm.forward(&x)?, None)?;
+        let pooled = self.post_norm.forward(&x.narrow(1, 0, 1)?.squeeze(1)?)?;
+        Ok(normalize_rows(&self.visual_projection.forward(&pooled)?)?)
+    }
+
+    /// Embeds token-id sequences (each with its start and end-of-text tokens, as CLIP's
+    /// tokenizer gives them; lengths may differ): `(N, projection_dim)`, each row unit length.
+    pub fn encode_token_ids(&self, ids: &[Vec<u32>]) -> Result<Tensor> {
+        let tc = &self.config.text_config;
+        let longest = ids.iter().map(Vec::len).max().unwrap_or(0);
+        if ids.is_empty() || ids.iter().any(Vec::is_empty) {
+            return Err(Error::Invalid(format!(
+                "{}: empty token sequence",
+                self.name
+            )));
+        }
+        if longest > tc.max_position_embeddings {
+            return Err(Error::Invalid(format!(
+                "{}: {longest} tokens, at most {} fit",
+                self.name, tc.max_position_embeddings
+            )));
+        }
+        if let Some(bad) = ids.iter().flatten().find(|&&t| t as usize >= tc.vocab_size) {
+            return Err(Error::Invalid(format!(
+                "{}: token id {bad} is outside the vocabulary of {}",
+                self.name, tc.vocab_size
+            )));
+        }
+        // Padding goes after each sequence's end: the causal mask keeps it from reaching
+        // the pooled position.
+        let mut flat = Vec::with_capacity(ids.len() * longest);
+        let mut pooled = Vec::with_capacity(ids.len());
+        for (i, seq) in ids.iter().enumerate() {
+            flat.extend(
+                seq.iter()
+                    .copied()
+                    .chain(std::iter::repeat(0))
+                    .take(longest),
+            );
+            pooled.push((i * longest + eos_position(seq, tc.eos_token_id)) as u32);
+        }
+        let device = Device::Cpu;
+        let tokens = Tensor::from_vec(flat, (ids.len(), longest), &device)?;
+        let x = self
+            .token_embedding
+            .forward(&tokens)?
+            .broadcast_add(&self.text_positions.narrow(0, 0, longest)?)?;
+        let mask: Vec<f32> = (0..longest)
+            .flat_map(|i| (0..longest).map(move |j| if j > i { f32::MIN } else { 0.0 }))
+            .collect();
+        let mask = Tensor::from_vec(mask, (longest, longest), &device)?;
+        let x = self
+            .final_norm
+            .forward(&self.text.forward(&x, Some(&mask))?)?;
+        let x = x.reshape((ids.len() * longest, tc.hidden_size))?;
+        let pooled = x.index_select(&Tensor::new(pooled.as_slice(), &device)?, 0)?;
+        Ok(normalize_rows(&self.text_projection.forward(&pooled)?)?)
+    }
+}
+
+/// Where a sequence is pooled: the first highest id under the legacy convention, else the
+/// first `eos` (position 0 when there is none, as in `transformers`).
+fn eos_position(seq: &[u32], eos: u32) -> usize {
+    if eos == LEGACY_EOS {
+        let max = seq.iter().copied().max().unwrap_or(0);
+        seq.iter().position(|&t| t == max).unwrap_or(0)
+    } else {
+        seq.iter().position(|&t| t == eos).unwrap_or(0)
+    }
+}
+
+/// Divides each row by its L2 norm.
+fn normalize_rows(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.broadcast_div(&x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?)
+}
+
+/// Resizes the shorter side to `size` with bicubic (Catmull-Rom, as Pillow's BICUBIC) and
+/// crops the centre square, like OpenAI CLIP's torchvision pipeline and `transformers`'
+/// `CLIPImageProcessor`: the longer side becomes `floor(long * size / short)` and the crop
+/// starts at `(side - size) / 2`, rounded down.
+pub fn resize_center_crop(image: &RgbImage, size: u32) -> Result<RgbImage> {
+    let (w, h) = image.dimensions();
+    if w == 0 || h == 0 || size == 0 {
+        return Err(Error::Invalid(format!(
+            "cannot resize a {w}x{h} image to {size}"
+        )));
+    }
+    let long = |l: u32, s: u32| ((l as u64 * size as u64 / s as u64) as u32).max(size);
+    let (nw, nh) = if h < w {
+        (long(w, h), size)
+    } else {
+        (size, long(h, w))
+    };
+    let resized = if (nw, nh) == (w, h) {
+        image.clone()
+    } else {
+        imageops::resize(image, nw, nh, FilterType::CatmullRom)
+    };
+    let (left, top) = ((nw - size) / 2, (nh - size) / 2);
+    Ok(imageops::crop_imm(&resized, left, top, size, size).to_image())
+}
+
+/// CLIP's preprocessing: [`resize_center_crop`] to `size`, then `(x / 255 - mean) / std` per
+/// channel ([`CLIP_MEAN`], [`CLIP_STD`]), stacked as an `(N, 3, size, size)` f32 tensor.
+pub fn preprocess(images: &[RgbImage], size: usize) -> Result<Tensor> {
+    if images.is_empty() {
+        return Err(Error::Invalid("no images to preprocess".into()));
+    }
+    let plane = size * size;
+    let mut data = vec![0f32; images.len() * 3 * plane];
+    for (image, dst) in images.iter().zip(data.chunks_mut(3 * plane)) {
+        let crop = resize_center_crop(image, size as u32)?;
+        for (i, px) in crop.as_raw().chunks_exact(3).enumerate() {
+            for c in 0..3 {
+                dst[c * plane + i] = (px[c] as f32 / 255.0 - CLIP_MEAN[c]) / CLIP_STD[c];
+            }
+        }
+    }
+    Ok(Tensor::from_vec(
+        data,
+        (images.len(), 3, size, size),
+        &Device::Cpu,
+    )?)
+}
+
+impl ImageEncoder for ClipModel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn dim(&self) -> usize {
+        self.config.projection_dim
+    }
+
+    fn text_aligned(&self) -> bool {
+        true
+    }
+
+    fn input_size(&self) -> usize {
+        self.config.vision_config.image_size
+    }
+
+    fn encode(&self, images: &[RgbImage]) -> Result<Vec<ImageEmbedding>> {
+        let mut out = Vec::with_capacity(images.len());
+        for chunk in images.chunks(IMAGE_BATCH) {
+            let x = preprocess(chunk, self.input_size())?;
+            let rows = self.encode_images(&x)?.to_vec2::<f32>()?;
+            out.extend(rows.into_iter().map(|vector| ImageEmbedding {
+                vector,
+                logits: None,
+            }));
+        }
+        Ok(out)
+    }
+}
