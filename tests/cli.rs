@@ -3,8 +3,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use common::{promptdex, sample_tsv, stderr, stdout};
 use promptdex::store::{Catalog, Manifest, WriterLock};
@@ -273,34 +271,15 @@ fn a_killed_import_resumes_to_exactly_the_uninterrupted_result() {
     import_json(&corpus, &clean, &["--chunk", "100"]);
 
     let killed = tmp.path().join("killed");
-    let mut kills = 0;
-    let mut delay_ms = 700;
-    loop {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_promptdex"))
-            .args([
-                "import",
-                corpus.to_str().unwrap(),
-                "--index",
-                killed.to_str().unwrap(),
-                "--chunk",
-                "100",
-            ])
-            .env("PROMPTDEX_MODELS", common::models_dir())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        if child.try_wait().unwrap().is_some() {
-            assert!(child.wait().unwrap().success());
-            break;
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        kills += 1;
-        delay_ms += 900;
-        assert!(kills < 40, "the import never finished");
-    }
+    let args = [
+        "import",
+        corpus.to_str().unwrap(),
+        "--index",
+        killed.to_str().unwrap(),
+        "--chunk",
+        "100",
+    ];
+    let kills = common::kill_until_done(&args, 700, 900);
     assert!(
         kills >= 2,
         "the test should kill the import at least twice, killed {kills}"

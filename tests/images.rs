@@ -227,34 +227,15 @@ fn a_killed_index_run_resumes_without_loss_or_duplicates() {
     let tmp = tempfile::tempdir().unwrap();
     let tiles = data_dir().join("styles/sd14_artist_tiles/images");
     let index = tmp.path().join("index");
-    let mut kills = 0;
-    let mut delay_ms = 900;
-    loop {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_promptdex"))
-            .args([
-                "index",
-                tiles.to_str().unwrap(),
-                "--index",
-                index.to_str().unwrap(),
-                "--batch",
-                "16",
-            ])
-            .env("PROMPTDEX_MODELS", common::models_dir())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        if child.try_wait().unwrap().is_some() {
-            assert!(child.wait().unwrap().success());
-            break;
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        kills += 1;
-        delay_ms += 700;
-        assert!(kills < 40, "indexing never finished");
-    }
+    let args = [
+        "index",
+        tiles.to_str().unwrap(),
+        "--index",
+        index.to_str().unwrap(),
+        "--batch",
+        "16",
+    ];
+    let kills = common::kill_until_done(&args, 900, 700);
     assert!(kills >= 1, "the run should have been killed at least once");
     let last = index_json(&tiles, &index);
     assert_eq!(last["added"], 0);

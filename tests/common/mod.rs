@@ -71,3 +71,31 @@ pub fn sample_tsv(n: usize) -> String {
         .expect("examples/data/diffusiondb_prompts_10k.tsv");
     text.lines().take(n + 1).map(|l| format!("{l}\n")).collect()
 }
+
+/// Runs promptdex with `args` again and again, killing it after a delay that grows by
+/// `step_ms` each time, until a run finishes on its own (which must succeed). Returns how many
+/// runs were killed.
+pub fn kill_until_done(args: &[&str], first_ms: u64, step_ms: u64) -> usize {
+    minilm_dir();
+    let mut kills = 0;
+    let mut delay = first_ms;
+    loop {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_promptdex"))
+            .args(args)
+            .env("PROMPTDEX_MODELS", models_dir())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting promptdex");
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        if child.try_wait().unwrap().is_some() {
+            assert!(child.wait().unwrap().success(), "the last run failed");
+            return kills;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills += 1;
+        delay += step_ms;
+        assert!(kills < 40, "the run never finished");
+    }
+}
