@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use promptdex::ingest::{CorpusReader, Row};
+use promptdex::ingest::first_prompts;
 use promptdex::models::{self, registry::MINILM, text::EmbedConfig, MiniLm, TextEmbedder};
 
 fn main() -> anyhow::Result<()> {
@@ -26,13 +26,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let corpus = corpus.expect("usage: bench_embed PROMPTS.tsv.gz [N] [--workers W] [--save F]");
-    let prompts: Vec<String> = CorpusReader::open(&corpus)?
-        .filter_map(|r| match r {
-            Ok(Row::Prompt(e)) => Some(e.prompt),
-            _ => None,
-        })
-        .take(n)
-        .collect();
+    let prompts = first_prompts(&corpus, n)?;
     let dir = models::fetch_model(&models::models_root(), &MINILM, &mut |l| eprintln!("{l}"))?;
     let model = MiniLm::load(
         &dir,

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use promptdex::ingest::{CorpusReader, Row};
+use promptdex::ingest::first_prompts;
 use promptdex::models::{self, registry::MINILM, text::EmbedConfig, MiniLm, TextEmbedder};
 use promptdex::search::{search_prompts, SearchConfig, SearchMode};
 use promptdex::store::{exact_search, Catalog, IndexReader};
@@ -22,13 +22,7 @@ fn main() -> anyhow::Result<()> {
     let index = PathBuf::from(args.first().expect("usage: bench_search INDEX QUERIES [N]"));
     let queries_path = PathBuf::from(args.get(1).expect("usage: bench_search INDEX QUERIES [N]"));
     let n: usize = args.get(2).map_or(Ok(200), |s| s.parse())?;
-    let queries: Vec<String> = CorpusReader::open(&queries_path)?
-        .filter_map(|r| match r {
-            Ok(Row::Prompt(e)) => Some(e.prompt),
-            _ => None,
-        })
-        .take(n)
-        .collect();
+    let queries = first_prompts(&queries_path, n)?;
     let dir = models::fetch_model(&models::models_root(), &MINILM, &mut |l| eprintln!("{l}"))?;
     let model = MiniLm::load(
         &dir,

@@ -341,6 +341,20 @@ impl Iterator for CorpusReader {
     }
 }
 
+/// The first `n` usable prompts of a corpus (rejected rows skipped), e.g. for benchmarks.
+pub fn first_prompts(path: &Path, n: usize) -> Result<Vec<String>> {
+    let mut prompts = Vec::with_capacity(n.min(1 << 20));
+    for row in CorpusReader::open(path)? {
+        if prompts.len() == n {
+            break;
+        }
+        if let Row::Prompt(entry) = row? {
+            prompts.push(entry.prompt);
+        }
+    }
+    Ok(prompts)
+}
+
 /// The form two prompts share when they are "the same": lower case, whitespace collapsed.
 pub fn normalize_prompt(prompt: &str) -> String {
     prompt

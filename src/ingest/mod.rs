@@ -8,6 +8,8 @@ pub mod corpus;
 pub mod metadata;
 pub mod walk;
 
-pub use corpus::{dedup_key, normalize_prompt, CorpusEntry, CorpusReader, Row, MAX_PROMPT_BYTES};
+pub use corpus::{
+    dedup_key, first_prompts, normalize_prompt, CorpusEntry, CorpusReader, Row, MAX_PROMPT_BYTES,
+};
 pub use metadata::{parse_a1111_parameters, read_embedded_prompt, EmbeddedPrompt, Provenance};
 pub use walk::{walk_images, ImageFile, Walk};

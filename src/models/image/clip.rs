@@ -21,7 +21,6 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Conv2d, Conv2dConfig, Embedding, LayerNorm, Linear, VarBuilder};
-use image::imageops::{self, FilterType};
 use image::RgbImage;
 use serde::Deserialize;
 
@@ -571,25 +570,17 @@ fn normalize_rows(x: &Tensor) -> candle_core::Result<Tensor> {
 /// `CLIPImageProcessor`: the longer side becomes `floor(long * size / short)` and the crop
 /// starts at `(side - size) / 2`, rounded down.
 pub fn resize_center_crop(image: &RgbImage, size: u32) -> Result<RgbImage> {
-    let (w, h) = image.dimensions();
-    if w == 0 || h == 0 || size == 0 {
-        return Err(Error::Invalid(format!(
-            "cannot resize a {w}x{h} image to {size}"
-        )));
-    }
+    super::preprocess::resize_center_crop_with(image, size, floor_dims)
+}
+
+/// The shorter side becomes `size`, the longer `floor(long * size / short)` (at least `size`).
+fn floor_dims(w: u32, h: u32, size: u32) -> (u32, u32) {
     let long = |l: u32, s: u32| ((l as u64 * size as u64 / s as u64) as u32).max(size);
-    let (nw, nh) = if h < w {
+    if h < w {
         (long(w, h), size)
     } else {
         (size, long(h, w))
-    };
-    let resized = if (nw, nh) == (w, h) {
-        image.clone()
-    } else {
-        imageops::resize(image, nw, nh, FilterType::CatmullRom)
-    };
-    let (left, top) = ((nw - size) / 2, (nh - size) / 2);
-    Ok(imageops::crop_imm(&resized, left, top, size, size).to_image())
+    }
 }
 
 /// CLIP's preprocessing: [`resize_center_crop`] to `size`, then `(x / 255 - mean) / std` per

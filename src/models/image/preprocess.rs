@@ -55,13 +55,23 @@ pub fn resized_dims(width: u32, height: u32, size: u32) -> (u32, u32) {
 
 /// Resizes the shorter side to `size` and crops the centre `size x size` square.
 pub fn resize_center_crop(image: &RgbImage, size: u32) -> Result<RgbImage> {
+    resize_center_crop_with(image, size, resized_dims)
+}
+
+/// [`resize_center_crop`] with the resized dimensions chosen by `dims(width, height, size)`
+/// (encoders differ in how they round the longer side).
+pub fn resize_center_crop_with(
+    image: &RgbImage,
+    size: u32,
+    dims: fn(u32, u32, u32) -> (u32, u32),
+) -> Result<RgbImage> {
     let (w, h) = image.dimensions();
     if w == 0 || h == 0 || size == 0 {
         return Err(Error::Invalid(format!(
             "cannot resize a {w}x{h} image to {size}"
         )));
     }
-    let (nw, nh) = resized_dims(w, h, size);
+    let (nw, nh) = dims(w, h, size);
     let resized = if (nw, nh) == (w, h) {
         image.clone()
     } else {
