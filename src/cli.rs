@@ -12,7 +12,7 @@ use promptdex::build::{
     decode, import_corpus, index_images, ImageIndexConfig, ImageIndexProgress, ImportConfig,
     ImportProgress, ImportReport,
 };
-use promptdex::models::image::{EfficientNetLite, ImageEncoder};
+use promptdex::models::image::ImageEncoder;
 use promptdex::models::{self, text::EmbedConfig, MiniLm, TextEmbedder, REGISTRY};
 use promptdex::search::{
     search_by_image, search_prompts, ImageSearch, PromptHit, SearchConfig, SearchMode,
@@ -206,39 +206,17 @@ fn list(root: &Path) -> Result<()> {
 
 /// Loads MiniLM, fetching it first if it is not there yet.
 fn load_minilm(root: &Path, config: EmbedConfig) -> Result<MiniLm> {
-    let spec = &models::registry::MINILM;
-    let dir = if models::model_status(root, spec).ready() {
-        root.join(spec.name)
-    } else {
-        eprintln!("{} is not fetched yet: fetching it", spec.name);
-        models::fetch_model(root, spec, &mut |line| eprintln!("{line}"))?
-    };
-    Ok(MiniLm::load(&dir, config)?)
+    Ok(models::load::load_minilm(root, config, &mut |l| {
+        eprintln!("{l}")
+    })?)
 }
 
 /// Loads an image encoder by registry name, fetching it first if needed, with the identity an
 /// index records for it.
 fn load_image_encoder(root: &Path, name: &str) -> Result<(Box<dyn ImageEncoder>, ImageModel)> {
-    let spec = models::find_model(name)
-        .filter(|s| s.name.starts_with("efficientnet-lite"))
-        .with_context(|| {
-            format!("unknown image model {name}; known: efficientnet-lite0, efficientnet-lite2")
-        })?;
-    let dir = if models::model_status(root, spec).ready() {
-        root.join(spec.name)
-    } else {
-        eprintln!("{} is not fetched yet: fetching it", spec.name);
-        models::fetch_model(root, spec, &mut |line| eprintln!("{line}"))?
-    };
-    let weights = spec.weights();
-    let encoder = EfficientNetLite::load(&dir.join(weights.name))?;
-    let identity = ImageModel {
-        name: spec.name.to_string(),
-        sha256: weights.sha256.to_string(),
-        dim: encoder.dim(),
-        text_aligned: encoder.text_aligned(),
-    };
-    Ok((Box::new(encoder), identity))
+    let loaded = models::load::load_image_encoder(root, name, &mut |l| eprintln!("{l}"))?;
+    let identity = ImageModel::of(loaded.encoder.as_ref(), loaded.spec.weights().sha256);
+    Ok((loaded.encoder, identity))
 }
 
 fn read_lines(input: Option<&Path>) -> Result<Vec<String>> {

@@ -5,11 +5,13 @@
 //! - [`bert`]: the BERT encoder behind the text embedder, tuned for CPU throughput.
 //! - [`text`]: the all-MiniLM-L6-v2 sentence embedder, the metric's own text model.
 //! - [`image`]: image encoders (EfficientNet-Lite), preprocessing and ImageNet class names.
+//! - [`load`]: loads a model by registry name, fetching it first when it is missing.
 //! - [`pth`]: reads legacy PyTorch `.pth` checkpoints and writes them as safetensors.
 
 pub mod bert;
 pub mod fetch;
 pub mod image;
+pub mod load;
 pub mod pth;
 pub mod registry;
 pub mod text;

@@ -38,6 +38,18 @@ pub struct ImageModel {
     pub text_aligned: bool,
 }
 
+impl ImageModel {
+    /// The identity of `encoder`, whose weights have checksum `sha256`.
+    pub fn of(encoder: &dyn crate::models::ImageEncoder, sha256: &str) -> Self {
+        Self {
+            name: encoder.name().to_string(),
+            sha256: sha256.to_string(),
+            dim: encoder.dim(),
+            text_aligned: encoder.text_aligned(),
+        }
+    }
+}
+
 impl Manifest {
     /// A manifest for the current format and the given text model.
     pub fn new(text_model: &str, text_model_sha256: &str, dim: usize) -> Self {
