@@ -1,5 +1,6 @@
 //! The command line: clap types, turned into the library's configs, and the output formats.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,6 +13,14 @@ use promptdex::build::{
     decode, import_corpus, index_images, ImageIndexConfig, ImageIndexProgress, ImportConfig,
     ImportProgress, ImportReport,
 };
+use promptdex::eval::{
+    evaluate, tune::tune_weights, write_submission, EvalConfig, EvalReport, Method,
+};
+use promptdex::generate::{
+    open_generator, Exclude, GenerateConfig, Generated, Generator, LoadOptions, ModifierMode,
+    Weights,
+};
+use promptdex::ingest::read_labels;
 use promptdex::models::image::ImageEncoder;
 use promptdex::models::{self, text::EmbedConfig, MiniLm, TextEmbedder, REGISTRY};
 use promptdex::search::{
@@ -43,6 +52,85 @@ enum Command {
     Index(IndexArgs),
     /// Search an index for prompts like a text, or for images like an image.
     Search(SearchArgs),
+    /// Write the prompt for images: stored prompt, or an ensemble of captions, neighbours'
+    /// prompts, corpus prompts and style modifiers.
+    Generate(GenerateArgs),
+    /// Score prompt generation on an `image,prompt` CSV with the Kaggle metric.
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, Args)]
+struct GenerationFlags {
+    /// Index directory.
+    #[arg(long, default_value = "index")]
+    index: PathBuf,
+    /// How modifiers are picked: best-scoring (fast) or one per list (classic).
+    #[arg(long, value_enum, default_value = "fast")]
+    mode: ModifierModeArg,
+    /// Ensemble weights, e.g. `caption=1,tags=0.5,neighbours=1,corpus=1,modifiers=0.25,prior=1`
+    /// (unnamed kinds keep their defaults).
+    #[arg(long, value_name = "KIND=W,...")]
+    weights: Option<String>,
+    /// Nearest images whose prompts are candidates.
+    #[arg(long, default_value_t = GenerateConfig::default().neighbours)]
+    neighbours: usize,
+    /// Nearest corpus prompts that are candidates.
+    #[arg(long, default_value_t = GenerateConfig::default().corpus)]
+    corpus: usize,
+    /// Modifiers added to the prompt.
+    #[arg(long, default_value_t = GenerateConfig::default().modifiers)]
+    modifiers: usize,
+    /// Do not use the ImageNet -> prompt-space bridge (ConSE) to find corpus prompts.
+    #[arg(long)]
+    no_bridge: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ModifierModeArg {
+    Fast,
+    Classic,
+}
+
+#[derive(Debug, Args)]
+struct GenerateArgs {
+    /// Image files.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    #[command(flatten)]
+    flags: GenerationFlags,
+    /// Ignore prompts stored in the files (to test the rest).
+    #[arg(long)]
+    ignore_metadata: bool,
+    /// Print JSON (one object per image, in a list) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct EvalArgs {
+    /// `image,prompt` CSV (image paths relative to the CSV).
+    labels: PathBuf,
+    #[command(flatten)]
+    flags: GenerationFlags,
+    /// Methods to score (comma-separated; default all): constant, caption, nearest_image,
+    /// nearest_corpus, modifiers, ensemble, generated, oracle.
+    #[arg(long, value_delimiter = ',')]
+    methods: Vec<String>,
+    /// Keep each image's own record and records with its exact prompt out of the candidates.
+    #[arg(long)]
+    leave_one_out: bool,
+    /// Use prompts stored in the image files (off: they would score 1.0).
+    #[arg(long)]
+    use_metadata: bool,
+    /// Also search the ensemble weights that maximise the mean score on this set.
+    #[arg(long)]
+    tune: bool,
+    /// Write a Kaggle submission (`imgId_eId,val`, the ensemble vectors) here.
+    #[arg(long, value_name = "FILE")]
+    submission: Option<PathBuf>,
+    /// Print the full report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -58,6 +146,10 @@ struct IndexArgs {
     /// Images decoded and embedded together.
     #[arg(long, default_value_t = ImageIndexConfig::default().batch)]
     batch: usize,
+    /// Prompts for the images from an `image,prompt` CSV (paths relative to the CSV); they
+    /// take precedence over prompts stored in the files.
+    #[arg(long, value_name = "CSV")]
+    prompts: Option<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -162,6 +254,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Index(args) => index_folder(&models_root, args),
         Command::Search(args) if args.image.is_some() => search_image(&models_root, args),
         Command::Search(args) => search(&models_root, args),
+        Command::Generate(args) => generate(&models_root, args),
+        Command::Eval(args) => eval(&models_root, args),
     }
 }
 
@@ -438,8 +532,17 @@ fn index_folder(root: &Path, args: IndexArgs) -> Result<()> {
     let text = load_minilm(root, EmbedConfig::default())?;
     let (encoder, model) = load_image_encoder(root, &args.model)?;
     let mut writer = IndexWriter::open(&args.index, &text_manifest(&text))?;
+    let mut labels = HashMap::new();
+    if let Some(csv) = &args.prompts {
+        for label in read_labels(csv)? {
+            let path = std::fs::canonicalize(&label.image)
+                .with_context(|| format!("{}: {}", csv.display(), label.image.display()))?;
+            labels.insert(path, label.prompt);
+        }
+    }
     let config = ImageIndexConfig {
         batch: args.batch,
+        labels,
         ..ImageIndexConfig::default()
     };
     let bar = Bar::with_template(
@@ -556,6 +659,246 @@ fn print_table(out: &mut dyn Write, hits: &[PromptHit]) -> Result<()> {
             rank(hit.semantic_rank),
             prompt
         )?;
+    }
+    Ok(())
+}
+
+/// The generation settings the flags describe.
+fn generate_config(flags: &GenerationFlags) -> Result<GenerateConfig> {
+    let mut config = GenerateConfig {
+        neighbours: flags.neighbours,
+        corpus: flags.corpus,
+        modifiers: flags.modifiers,
+        mode: match flags.mode {
+            ModifierModeArg::Fast => ModifierMode::Fast,
+            ModifierModeArg::Classic => ModifierMode::Classic,
+        },
+        bridge: !flags.no_bridge,
+        ..GenerateConfig::default()
+    };
+    if let Some(spec) = &flags.weights {
+        config.weights = parse_weights(spec)?;
+    }
+    Ok(config)
+}
+
+/// `caption=1,prior=0.5` over the default weights.
+fn parse_weights(spec: &str) -> Result<Weights> {
+    let mut w = Weights::default();
+    for item in spec.split(',').filter(|s| !s.trim().is_empty()) {
+        let (name, value) = item
+            .split_once('=')
+            .with_context(|| format!("--weights: `{item}` is not KIND=WEIGHT"))?;
+        let value: f32 = value
+            .trim()
+            .parse()
+            .ok()
+            .filter(|v: &f32| v.is_finite() && *v >= 0.0)
+            .with_context(|| format!("--weights: `{value}` is not a weight >= 0"))?;
+        let slot = match name.trim() {
+            "caption" => &mut w.caption,
+            "tags" => &mut w.tags,
+            "neighbours" => &mut w.neighbours,
+            "corpus" => &mut w.corpus,
+            "modifiers" => &mut w.modifiers,
+            "prior" => &mut w.prior,
+            other => bail!(
+                "--weights: unknown kind `{other}` (caption, tags, neighbours, corpus, modifiers, prior)"
+            ),
+        };
+        *slot = value;
+    }
+    Ok(w)
+}
+
+fn open(root: &Path, flags: &GenerationFlags, config: GenerateConfig) -> Result<Generator> {
+    Ok(open_generator(
+        root,
+        &flags.index,
+        &LoadOptions::default(),
+        config,
+        &mut |l| eprintln!("{l}"),
+    )?)
+}
+
+fn generate(root: &Path, args: GenerateArgs) -> Result<()> {
+    let mut config = generate_config(&args.flags)?;
+    config.ignore_metadata = args.ignore_metadata;
+    let generator = open(root, &args.flags, config)?;
+    let mut results = Vec::new();
+    let mut failed = 0;
+    for path in &args.images {
+        match generator.generate_path(path, &Exclude::none()) {
+            Ok(generated) => {
+                if !args.json {
+                    print_generated(&mut std::io::stdout().lock(), path, &generated)?;
+                }
+                results.push(serde_json::json!({"image": path, "result": generated}));
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {e}");
+                results.push(serde_json::json!({"image": path, "error": e.to_string()}));
+            }
+        }
+    }
+    if args.json {
+        emit(true, &results, |_| Ok(()))?;
+    }
+    if failed == args.images.len() {
+        bail!("no image could be processed");
+    }
+    Ok(())
+}
+
+fn print_generated(out: &mut dyn Write, path: &Path, g: &Generated) -> Result<()> {
+    writeln!(out, "{}", path.display())?;
+    writeln!(out, "  prompt: {}", g.prompt)?;
+    match g.source {
+        promptdex::generate::Source::Embedded => {
+            let location = g.embedded.as_ref().map_or("", |e| e.location.as_str());
+            writeln!(out, "  source: stored in the file ({location})")?;
+        }
+        promptdex::generate::Source::Ensemble => {
+            writeln!(
+                out,
+                "  source: ensemble of {} candidates (cosine to the ensemble vector {:.3}), {:.0} ms",
+                g.parts.len(),
+                g.cosine_to_ensemble,
+                g.timings_ms.total
+            )?;
+            if let Some(tags) = &g.tags {
+                writeln!(out, "  tags: {}", tags.phrase)?;
+            }
+            if !g.modifiers.is_empty() {
+                let mods: Vec<&str> = g.modifiers.iter().map(|m| m.phrase.as_str()).collect();
+                writeln!(out, "  modifiers: {}", mods.join(", "))?;
+            }
+            for note in &g.missing {
+                writeln!(out, "  note: {note}")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn eval(root: &Path, args: EvalArgs) -> Result<()> {
+    let methods = if args.methods.is_empty() {
+        Method::ALL.to_vec()
+    } else {
+        args.methods
+            .iter()
+            .map(|m| {
+                Method::parse(m.trim()).with_context(|| {
+                    let known: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();
+                    format!("unknown method {m}; known: {}", known.join(", "))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?
+    };
+    let labels = read_labels(&args.labels)?;
+    let mut config = generate_config(&args.flags)?;
+    config.ignore_metadata = !args.use_metadata;
+    let generator = open(root, &args.flags, config)?;
+    let eval_config = EvalConfig {
+        methods,
+        leave_one_out: args.leave_one_out,
+        ..EvalConfig::default()
+    };
+    let bar = Bar::with_template(
+        "eval",
+        "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len}",
+    );
+    let (report, generations) = evaluate(&generator, &labels, &eval_config, &mut |done, total| {
+        bar.bar.set_length(total as u64);
+        bar.bar.set_position(done as u64);
+    })?;
+    bar.bar.finish_and_clear();
+    if let Some(path) = &args.submission {
+        let rows: Vec<(String, Vec<f32>)> = report
+            .per_image
+            .iter()
+            .filter(|r| !r.ensemble_vector.is_empty())
+            .map(|r| {
+                let stem = Path::new(&r.image)
+                    .file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
+                (stem, r.ensemble_vector.clone())
+            })
+            .collect();
+        let file = std::fs::File::create(path).with_context(|| format!("{}", path.display()))?;
+        write_submission(BufWriter::new(file), &rows)
+            .with_context(|| format!("{}", path.display()))?;
+    }
+    let tuned = args.tune.then(|| {
+        let samples: Vec<(&Generated, &[f32])> = generations
+            .iter()
+            .zip(&report.per_image)
+            .filter_map(|(g, r)| Some((g.as_ref()?, r.truth_vector.as_slice())))
+            .collect();
+        tune_weights(&samples, generator.config().weights)
+    });
+    if args.json {
+        let mut value = serde_json::to_value(&report)?;
+        if let Some((weights, mean)) = &tuned {
+            value["tuned"] = serde_json::json!({"weights": weights, "ensemble_mean": mean});
+        }
+        return emit(true, &value, |_| Ok(()));
+    }
+    let mut out = std::io::stdout().lock();
+    print_eval(&mut out, &report)?;
+    if let Some((w, mean)) = tuned {
+        writeln!(
+            out,
+            "tuned weights (ensemble mean {mean:.4} with the same candidates): \
+             --weights caption={},tags={},neighbours={},corpus={},modifiers={},prior={}",
+            w.caption, w.tags, w.neighbours, w.corpus, w.modifiers, w.prior
+        )?;
+    }
+    Ok(())
+}
+
+fn print_eval(out: &mut dyn Write, report: &EvalReport) -> Result<()> {
+    writeln!(
+        out,
+        "{} of {} images evaluated{}; generate p50 {:.0} ms",
+        report.evaluated,
+        report.images,
+        if report.leave_one_out {
+            " (leave-one-out)"
+        } else {
+            ""
+        },
+        report.latency_p50_ms
+    )?;
+    writeln!(
+        out,
+        "{:<16} {:>4} {:>7} {:>7} {:>6}  95% CI",
+        "method", "n", "mean", "std", "cv"
+    )?;
+    for line in &report.methods {
+        match &line.summary {
+            Some(s) => writeln!(
+                out,
+                "{:<16} {:>4} {:>7.4} {:>7.4} {:>6.3}  [{:.4}, {:.4}]",
+                line.method.name(),
+                s.n,
+                s.mean,
+                s.std,
+                s.cv,
+                s.ci95.0,
+                s.ci95.1
+            )?,
+            None => writeln!(out, "{:<16}    0       -", line.method.name())?,
+        }
+    }
+    for r in report.per_image.iter().filter(|r| r.error.is_some()) {
+        writeln!(out, "error: {}", r.error.as_deref().unwrap_or_default())?;
+    }
+    for note in &report.missing {
+        writeln!(out, "note: {note}")?;
     }
     Ok(())
 }

@@ -7,6 +7,8 @@
 
 pub mod build;
 pub mod error;
+pub mod eval;
+pub mod generate;
 pub mod ingest;
 pub mod models;
 pub mod npy;

@@ -7,6 +7,7 @@
 //! changed file gets a new record and the old one is withdrawn; a vanished file is marked
 //! missing and withdrawn. Per-file problems are reported with the path and the run goes on.
 
+use std::collections::HashMap;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -15,7 +16,7 @@ use image::{ImageReader, Limits, RgbImage};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::ingest::{read_embedded_prompt, walk_images, ImageFile};
+use crate::ingest::{read_embedded_prompt, walk_images, EmbeddedPrompt, ImageFile, Provenance};
 use crate::models::image::ImageEncoder;
 use crate::models::TextEmbedder;
 use crate::store::{path_key, ImageModel, ImageRecord, IndexWriter, NewImage, Record};
@@ -32,6 +33,9 @@ pub struct ImageIndexConfig {
     pub max_side: u32,
     /// Largest decoder allocation, in bytes.
     pub max_alloc: u64,
+    /// Prompts for images that do not carry one, by canonical path (from an `image,prompt`
+    /// CSV); they take precedence over embedded prompts.
+    pub labels: HashMap<PathBuf, String>,
 }
 
 impl Default for ImageIndexConfig {
@@ -45,6 +49,7 @@ impl Default for ImageIndexConfig {
             max_side: 16_384,
             // A 16k x 16k RGBA image needs 1 GiB; refuse more before allocating it.
             max_alloc: 1 << 30,
+            labels: HashMap::new(),
         }
     }
 }
@@ -127,7 +132,13 @@ fn prepare(
             });
         }
     }
-    let prompt = read_embedded_prompt(&path)?;
+    let label = std::fs::canonicalize(&path)
+        .ok()
+        .and_then(|p| config.labels.get(&p));
+    let prompt = match label {
+        Some(prompt) => Some(EmbeddedPrompt::new(Provenance::LabelFile, prompt.clone())),
+        None => read_embedded_prompt(&path)?,
+    };
     let image = decode(&path, &bytes, config)?;
     Ok(Prepared {
         width: image.width(),

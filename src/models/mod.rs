@@ -4,11 +4,13 @@
 //! - [`fetch`]: downloads (Hugging Face hub, else a package-registry mirror) and verification.
 //! - [`bert`]: the BERT encoder behind the text embedder, tuned for CPU throughput.
 //! - [`text`]: the all-MiniLM-L6-v2 sentence embedder, the metric's own text model.
+//! - [`caption`]: captioners (the ImageNet tagger; BLIP) behind the `Captioner` trait.
 //! - [`image`]: image encoders (EfficientNet-Lite), preprocessing and ImageNet class names.
 //! - [`load`]: loads a model by registry name, fetching it first when it is missing.
 //! - [`pth`]: reads legacy PyTorch `.pth` checkpoints and writes them as safetensors.
 
 pub mod bert;
+pub mod caption;
 pub mod fetch;
 pub mod image;
 pub mod load;

@@ -175,12 +175,51 @@ pub const EFFICIENTNET_LITE2: ModelSpec = ModelSpec {
     requires: &[&IMAGENET_CLASSES],
 };
 
+/// CLIP Interrogator's style vocabularies (MIT): artists, flavors, mediums, movements, and the
+/// negative list, one phrase per line, for the style modifiers of `generate`.
+pub const INTERROGATOR_VOCAB: ModelSpec = ModelSpec {
+    name: "clip-interrogator-vocab",
+    description: "CLIP Interrogator's artist, flavor, medium and movement lists (style modifiers)",
+    // The lists live in a GitHub repository, not on the hub: the PyPI package is the source.
+    hf_repo: "pharmapsychotic/clip-interrogator",
+    files: &[
+        ModelFile {
+            name: "flavors.txt",
+            sha256: "c99d83a7a435157339f3b60a34794c524de37159a9b72f3a2034df8245c4a2f1",
+        },
+        ModelFile {
+            name: "artists.txt",
+            sha256: "01e4b30f6d7cfdb62f4582c5bec658e02d79bf9c19052949ce3336d6eff4d395",
+        },
+        ModelFile {
+            name: "mediums.txt",
+            sha256: "91f26b9d0d7d93f8e30139a94f895ba5a97744033ec0b174539f3a88bc49cd2c",
+        },
+        ModelFile {
+            name: "movements.txt",
+            sha256: "16d60ecb48901885e877ca9243b3c32bc84a2477c4d3f0a1cf6d66086ce47483",
+        },
+        ModelFile {
+            name: "negative.txt",
+            sha256: "b0a8a36e3f519dd3b07303137c8beaeecba2a765830e404a427e30845c83e8e2",
+        },
+    ],
+    mirror: Some(PypiMirror {
+        package: "clip-interrogator",
+        version: "0.6.0",
+        prefix: "clip_interrogator/data/",
+    }),
+    convert: None,
+    requires: &[],
+};
+
 /// Every model in the registry.
 pub const REGISTRY: &[ModelSpec] = &[
     MINILM,
     EFFICIENTNET_LITE0,
     EFFICIENTNET_LITE2,
     IMAGENET_CLASSES,
+    INTERROGATOR_VOCAB,
 ];
 
 /// Looks a model up by name (case-insensitive).

@@ -70,6 +70,17 @@ pub enum Record {
     Image(ImageRecord),
 }
 
+/// Reads a stored record. Prompt records written before images were indexed carry no `kind`
+/// tag; they are still read as prompts.
+fn decode_record(bytes: &[u8]) -> Result<Record> {
+    match serde_json::from_slice::<Record>(bytes) {
+        Ok(record) => Ok(record),
+        Err(tagged) => serde_json::from_slice::<PromptRecord>(bytes)
+            .map(Record::Prompt)
+            .map_err(|_| tagged.into()),
+    }
+}
+
 impl Record {
     /// The prompt text, if the record has one.
     pub fn prompt(&self) -> Option<&str> {
@@ -370,7 +381,7 @@ impl Catalog {
     /// The record with this id.
     pub fn get(&self, id: u64) -> Result<Option<Record>> {
         match self.records.get(id_key(id))? {
-            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            Some(bytes) => Ok(Some(decode_record(&bytes)?)),
             None => Ok(None),
         }
     }
@@ -379,7 +390,7 @@ impl Catalog {
     pub fn range(&self, from: u64, to: u64) -> impl Iterator<Item = Result<(u64, Record)>> + '_ {
         self.records.range(id_key(from)..id_key(to)).map(|item| {
             let (key, value) = item?;
-            Ok((decode_id(&key), serde_json::from_slice(&value)?))
+            Ok((decode_id(&key), decode_record(&value)?))
         })
     }
 
@@ -411,4 +422,16 @@ fn vectors_in(
         let (key, value) = item?;
         Ok((decode_id(&key), vector_from_bytes(&value)))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn untagged_prompt_records_still_read() {
+        let old = br#"{"prompt":"a cat","source":"c.txt","metadata":{}}"#;
+        assert_eq!(decode_record(old).unwrap().prompt(), Some("a cat"));
+        assert!(decode_record(br#"{"kind":"image"}"#).is_err());
+    }
 }

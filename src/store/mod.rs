@@ -123,7 +123,7 @@ impl IndexWriter {
             (report.text_added, report.text_withdrawn) = text.sync(&self.catalog, target)?;
         }
         let graph = self.dir.join(TEXT_GRAPH);
-        if VectorIndex::synced_upto(&graph)? < target.records {
+        if VectorIndex::synced_upto(&graph)? < target.records || VectorIndex::lacks_sum(&graph)? {
             progress(&format!("prompt graph: up to record {}", target.records));
             report.vectors_added = VectorIndex::extend(
                 &graph,

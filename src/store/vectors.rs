@@ -76,6 +76,10 @@ struct State {
     points: usize,
     upto: u64,
     dim: usize,
+    /// Sum of every vector in the graph (for the mean vector); absent in graphs written before
+    /// it was kept, and then rebuilt by the next writer.
+    #[serde(default)]
+    sum: Option<Vec<f64>>,
 }
 
 fn read_state(dir: &Path) -> Result<Option<State>> {
@@ -111,6 +115,7 @@ pub struct VectorIndex {
     hnsw: Hnsw<'static, f32, UnitDot>,
     dim: usize,
     points: usize,
+    mean: Option<Vec<f32>>,
 }
 
 fn load_graph(dir: &Path, state: &State) -> Result<Hnsw<'static, f32, UnitDot>> {
@@ -143,6 +148,12 @@ impl VectorIndex {
         Ok(read_state(dir)?.map_or(0, |s| s.upto))
     }
 
+    /// True when the graph in `dir` holds vectors but not their sum (written by an older
+    /// version): the next [`VectorIndex::extend`] recomputes it.
+    pub fn lacks_sum(dir: &Path) -> Result<bool> {
+        Ok(read_state(dir)?.is_some_and(|s| s.points > 0 && s.sum.is_none()))
+    }
+
     /// Loads the graph in `dir`; `None` when none has been built yet.
     pub fn load(dir: &Path, dim: usize) -> Result<Option<Self>> {
         let Some(state) = read_state(dir)?.filter(|s| s.points > 0) else {
@@ -156,15 +167,22 @@ impl VectorIndex {
         }
         let mut hnsw = load_graph(dir, &state)?;
         hnsw.set_searching_mode(true);
+        let mean = state.sum.as_ref().map(|sum| {
+            let mut mean: Vec<f32> = sum.iter().map(|&x| x as f32).collect();
+            crate::models::l2_normalize(&mut mean);
+            mean
+        });
         Ok(Some(Self {
             hnsw,
             dim,
             points: state.points,
+            mean,
         }))
     }
 
     /// Adds the vectors `source(from, to)` yields, from the graph's watermark up to `to`,
-    /// writes a new generation and switches to it. Returns the number of vectors added.
+    /// writes a new generation and switches to it. Returns the number of vectors added. A graph
+    /// without a recorded sum is read from record 0 so the sum covers every vector.
     pub fn extend<'c, I>(
         dir: &Path,
         source: impl FnOnce(u64, u64) -> I,
@@ -177,6 +195,17 @@ impl VectorIndex {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let old = read_state(dir)?;
         let from = old.as_ref().map_or(0, |s| s.upto);
+        let mut sum = old
+            .as_ref()
+            .map_or(Some(vec![0f64; dim]), |s| s.sum.clone())
+            .filter(|s| s.len() == dim);
+        let read_from = if sum.is_none() {
+            sum = Some(vec![0f64; dim]);
+            0
+        } else {
+            from
+        };
+        let sum_acc = sum.as_mut().expect("set above");
         let expected = (to - from) as usize + old.as_ref().map_or(0, |s| s.points);
         let hnsw = match &old {
             Some(state) if state.points > 0 => load_graph(dir, state)?,
@@ -196,7 +225,7 @@ impl VectorIndex {
             hnsw.parallel_insert_slice(&refs);
             chunk.clear();
         };
-        for item in source(from, to) {
+        for item in source(read_from, to) {
             let (id, vector) = item?;
             if vector.len() != dim {
                 return Err(Error::index(
@@ -206,6 +235,13 @@ impl VectorIndex {
                         vector.len()
                     ),
                 ));
+            }
+            sum_acc
+                .iter_mut()
+                .zip(&vector)
+                .for_each(|(s, &x)| *s += f64::from(x));
+            if id < from {
+                continue;
             }
             chunk.push((vector, id as usize));
             added += 1;
@@ -226,6 +262,7 @@ impl VectorIndex {
                     points,
                     upto: to,
                     dim,
+                    sum,
                 },
             )
             .map(|()| 0);
@@ -245,6 +282,7 @@ impl VectorIndex {
                 points,
                 upto: to,
                 dim,
+                sum,
             },
         )?;
         if let Some(old) = old.filter(|o| !o.basename.is_empty()) {
@@ -253,6 +291,12 @@ impl VectorIndex {
             }
         }
         Ok(added)
+    }
+
+    /// The normalised mean of every vector in the graph (the "mean prompt" of a prompt
+    /// graph); `None` for a graph written before sums were kept, until a writer syncs it.
+    pub fn mean(&self) -> Option<&[f32]> {
+        self.mean.as_deref()
     }
 
     /// Number of vectors in the graph.

@@ -74,6 +74,8 @@ pub enum Provenance {
     ExifUserComment,
     /// A `.txt` or `.caption` file next to the image.
     Sidecar,
+    /// An `image,prompt` CSV given to `promptdex index --prompts`.
+    LabelFile,
 }
 
 /// A prompt found in (or beside) an image file.
@@ -94,7 +96,8 @@ pub struct EmbeddedPrompt {
 }
 
 impl EmbeddedPrompt {
-    fn new(provenance: Provenance, prompt: impl Into<String>) -> Self {
+    /// A prompt from `provenance` with no negative prompt or settings.
+    pub fn new(provenance: Provenance, prompt: impl Into<String>) -> Self {
         EmbeddedPrompt {
             prompt: prompt.into().trim().to_string(),
             negative_prompt: None,
