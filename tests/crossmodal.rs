@@ -307,7 +307,7 @@ fn a_killed_clip_index_run_resumes_its_alignment() {
     image_folder(&folder);
     let index = tmp.path().join("index");
     let corpus = tmp.path().join("corpus.tsv");
-    std::fs::write(&corpus, sample_tsv(3000)).unwrap();
+    std::fs::write(&corpus, sample_tsv(2000)).unwrap();
     run_json(
         &["import", path(&corpus), "--index", path(&index), "--json"],
         tmp.path(),
