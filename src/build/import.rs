@@ -54,6 +54,9 @@ pub struct ImportReport {
     pub vectors_indexed: usize,
     /// Records in the index afterwards.
     pub total_records: usize,
+    /// Records not yet embedded in the index's text-aligned image model's space (the next
+    /// `promptdex index` embeds them); 0 when the index has no such model.
+    pub awaiting_alignment: u64,
     /// Wall time.
     pub seconds: f64,
     /// Seconds spent embedding.
@@ -170,6 +173,21 @@ pub fn import_corpus(
             path,
             format!("no usable prompt in {} rows", report.rows),
         ));
+    }
+    if writer
+        .manifest()
+        .image_model
+        .as_ref()
+        .is_some_and(|m| m.text_aligned)
+    {
+        report.awaiting_alignment = catalog.next_id()? - catalog.aligned_upto()?;
+        if report.awaiting_alignment > 0 {
+            progress.message(&format!(
+                "{} records are not yet in the image model's text space: the next \
+                 `promptdex index` run adds them to cross-modal search",
+                report.awaiting_alignment
+            ));
+        }
     }
     report.text_indexed = sync.text_added;
     report.vectors_indexed = sync.vectors_added;

@@ -2,9 +2,12 @@
 //!
 //! - [`import`]: a prompt corpus -> MiniLM vectors -> catalog -> text index and graph.
 //! - [`images`]: an image folder -> embedded prompts + image vectors -> catalog -> graphs.
+//! - [`align`]: prompts -> a text-aligned image model's text tower -> the cross-modal graph.
 
+mod align;
 mod images;
 mod import;
 
+pub use align::{align_prompts, AlignReport};
 pub use images::{decode, index_images, ImageIndexConfig, ImageIndexProgress, ImageIndexReport};
 pub use import::{import_corpus, ImportConfig, ImportProgress, ImportReport};

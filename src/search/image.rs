@@ -1,5 +1,11 @@
 //! Search by image: the nearest indexed images, and prompts when the encoder shares the
 //! prompts' vector space.
+//!
+//! With a text-aligned image model (CLIP) the query image's vector is also looked up in the
+//! cross-modal prompt graph (every prompt embedded by the model's text tower, see
+//! [`crate::store`]): those are the `prompts`, ranked by cosine similarity between the image and
+//! the prompt text, withdrawn records skipped and repeated texts shown once. They are separate
+//! from `images`, whose prompts are those of the nearest pictures.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -29,9 +35,11 @@ pub struct ImageHit {
 pub struct ImageSearch {
     /// Nearest indexed images, best first.
     pub images: Vec<ImageHit>,
-    /// Nearest corpus prompts (cross-modal), when the encoder is text-aligned.
+    /// Nearest prompts (corpus prompts and images' prompts) to the image itself, compared in
+    /// the image model's space (cross-modal), when the encoder is text-aligned; best first,
+    /// `score` and `similarity` both the cosine similarity.
     pub prompts: Vec<PromptHit>,
-    /// Why there are no cross-modal prompts, when there are none.
+    /// Why cross-modal prompts are missing or incomplete, when they are.
     pub note: Option<String>,
 }
 
@@ -89,16 +97,79 @@ pub fn search_by_image(
             }
         }
     }
-    let note = (!model.text_aligned).then(|| {
-        format!(
+    let mut prompts = Vec::new();
+    let note = if !model.text_aligned {
+        Some(format!(
             "{} is not text-aligned (an ImageNet model): no cross-modal prompt results; \
              the images' own prompts are shown instead",
             model.name
-        )
-    });
+        ))
+    } else {
+        let records = index.text().watermark()?.records;
+        let upto = index.aligned_upto();
+        if let Some(graph) = index.aligned_vectors() {
+            prompts = nearest_prompts(index, graph, &query, k, ef)?;
+        }
+        if upto == 0 && records > 0 {
+            Some(format!(
+                "no prompt is in {}'s space yet: run `promptdex index FOLDER --model {}` to \
+                 embed them for cross-modal results",
+                model.name, model.name
+            ))
+        } else if upto < records {
+            Some(format!(
+                "cross-modal prompts cover records below {upto} of {records}: prompts added \
+                 since (by `import`) join them at the next `promptdex index` run"
+            ))
+        } else {
+            None
+        }
+    };
     Ok(ImageSearch {
         images,
-        prompts: Vec::new(),
+        prompts,
         note,
     })
+}
+
+/// The `k` live prompts nearest to `query` in the cross-modal graph, each text once.
+fn nearest_prompts(
+    index: &IndexReader,
+    graph: &crate::store::VectorIndex,
+    query: &[f32],
+    k: usize,
+    ef: usize,
+) -> Result<Vec<PromptHit>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(k);
+    // Withdrawn records and repeated texts are skipped: ask for more, then for more again.
+    for wanted in [2 * k + 16, 16 * k + 256] {
+        let wanted = wanted.min(graph.len());
+        out.clear();
+        seen.clear();
+        for hit in graph.search(query, wanted, ef.max(wanted))? {
+            let Some((prompt, metadata)) = index.text().get(hit.id)? else {
+                continue;
+            };
+            if prompt.is_empty() || !seen.insert(prompt.clone()) {
+                continue;
+            }
+            out.push(PromptHit {
+                id: hit.id,
+                prompt,
+                score: hit.similarity,
+                bm25_rank: None,
+                semantic_rank: Some(out.len() + 1),
+                similarity: Some(hit.similarity),
+                metadata,
+            });
+            if out.len() == k {
+                return Ok(out);
+            }
+        }
+        if wanted >= graph.len() {
+            break;
+        }
+    }
+    Ok(out)
 }

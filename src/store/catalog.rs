@@ -1,11 +1,15 @@
 //! The catalog: sled trees holding every record and its embeddings.
 //!
 //! Trees: `records` (id -> JSON [`Record`]), `vectors` (id -> MiniLM vector of the record's
-//! prompt, little-endian f32s), `image_vectors` (id -> image embedding), `keys` (prompt dedup
-//! key -> id), `paths` (image path -> id of its current record), `deleted` (sequence -> id of
-//! a record withdrawn from search) and `meta` (`next_id`, `next_deletion`). Every batch goes in
-//! as one transaction and is flushed before the call returns, so ids are dense, monotonic and
-//! never half-written, and the derived indexes can follow both logs by watermark.
+//! prompt, little-endian f32s), `image_vectors` (id -> image embedding), `aligned_vectors`
+//! (id -> the record's prompt embedded by a text-aligned image model's text tower, in the image
+//! space), `keys` (prompt dedup key -> id), `paths` (image path -> id of its current record),
+//! `deleted` (sequence -> id of a record withdrawn from search) and `meta` (`next_id`,
+//! `next_deletion`, `aligned_next`). Every batch goes in as one transaction and is flushed
+//! before the call returns, so ids are dense, monotonic and never half-written, and the derived
+//! indexes can follow both logs by watermark. `aligned_next` is the watermark of
+//! `aligned_vectors`: every record below it that has a prompt has its aligned vector (they are
+//! computed after the records, by [`crate::build::align_prompts`]).
 
 use std::path::Path;
 
@@ -18,6 +22,7 @@ use crate::{Error, Result};
 
 const NEXT_ID: &[u8] = b"next_id";
 const NEXT_DELETION: &[u8] = b"next_deletion";
+const ALIGNED_NEXT: &[u8] = b"aligned_next";
 
 /// A stored prompt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -164,6 +169,7 @@ pub struct Catalog {
     records: sled::Tree,
     vectors: sled::Tree,
     image_vectors: sled::Tree,
+    aligned_vectors: sled::Tree,
     keys: sled::Tree,
     paths: sled::Tree,
     deleted: sled::Tree,
@@ -212,6 +218,7 @@ impl Catalog {
             records: db.open_tree("records")?,
             vectors: db.open_tree("vectors")?,
             image_vectors: db.open_tree("image_vectors")?,
+            aligned_vectors: db.open_tree("aligned_vectors")?,
             keys: db.open_tree("keys")?,
             paths: db.open_tree("paths")?,
             deleted: db.open_tree("deleted")?,
@@ -401,6 +408,41 @@ impl Catalog {
         to: u64,
     ) -> impl Iterator<Item = Result<(u64, Vec<f32>)>> + '_ {
         vectors_in(&self.vectors, from, to)
+    }
+
+    /// The record id below which every prompt has its aligned vector (0 when none has).
+    pub fn aligned_upto(&self) -> Result<u64> {
+        Ok(self.meta.get(ALIGNED_NEXT)?.map_or(0, |v| decode_id(&v)))
+    }
+
+    /// Stores aligned vectors of records' prompts and moves the aligned watermark to `upto`,
+    /// atomically, then flushes. `upto` must not go back.
+    pub fn insert_aligned(&self, vectors: &[(u64, Vec<f32>)], upto: u64) -> Result<()> {
+        let encoded: Vec<([u8; 8], Vec<u8>)> = vectors
+            .iter()
+            .map(|(id, v)| (id_key(*id), vector_bytes(v)))
+            .collect();
+        (&self.aligned_vectors, &self.meta)
+            .transaction(|(aligned, meta)| {
+                for (id, v) in &encoded {
+                    aligned.insert(id, v.as_slice())?;
+                }
+                let old = meta.get(ALIGNED_NEXT)?.map_or(0, |v| decode_id(&v));
+                meta.insert(ALIGNED_NEXT, &id_key(old.max(upto)))?;
+                Ok::<(), ConflictableTransactionError<()>>(())
+            })
+            .map_err(storage_error)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Aligned vectors of records' prompts with ids in `from..to`, in id order.
+    pub fn aligned_vectors(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> impl Iterator<Item = Result<(u64, Vec<f32>)>> + '_ {
+        vectors_in(&self.aligned_vectors, from, to)
     }
 
     /// Image embeddings with ids in `from..to`, in id order.

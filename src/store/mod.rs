@@ -7,10 +7,23 @@
 //! DIR/text/           tantivy: BM25 over the prompts (derived, rebuildable)
 //! DIR/vectors/        hnsw_rs graph over the prompt embeddings (derived, rebuildable)
 //! DIR/image-vectors/  hnsw_rs graph over the image embeddings (derived, rebuildable)
+//! DIR/aligned-vectors/ hnsw_rs graph over the prompts in the image model's space (derived)
 //! ```
 //! Derived indexes remember up to which record id they are synced, so a writer killed at any
 //! point leaves the catalog consistent and the next writer catches the derived parts up.
 //! Readers use only the derived parts and never take the writer lock.
+//!
+//! **Cross-modal prompts.** When the index's image model is text-aligned (CLIP), every prompt
+//! (imported corpus prompts and the prompts embedded in images) is also embedded by the image
+//! model's text tower into the catalog's `aligned_vectors`, under its own watermark
+//! ([`Catalog::aligned_upto`]), and `aligned-vectors/` is the graph over them, synced by
+//! [`IndexWriter::sync`] up to that watermark. The embedding needs the image model, so it is
+//! done by `promptdex index` ([`crate::build::index_images`] calls
+//! [`crate::build::align_prompts`] after the images, for every record not yet aligned,
+//! whatever added it); `promptdex import` only loads MiniLM, so prompts it adds to such an
+//! index wait for the next `promptdex index` (the import says so, and image search notes that
+//! the aligned graph is behind). Each aligned chunk is committed with its watermark in one
+//! transaction, so a killed run resumes where it stopped.
 
 mod catalog;
 mod lock;
@@ -47,12 +60,16 @@ pub struct SyncReport {
     pub vectors_added: usize,
     /// Vectors added to the image graph.
     pub image_vectors_added: usize,
+    /// Vectors added to the cross-modal prompt graph.
+    pub aligned_vectors_added: usize,
 }
 
 /// Folder of the prompt-vector graph.
 const TEXT_GRAPH: &str = "vectors";
 /// Folder of the image-vector graph.
 const IMAGE_GRAPH: &str = "image-vectors";
+/// Folder of the graph over prompts embedded in the image model's space.
+const ALIGNED_GRAPH: &str = "aligned-vectors";
 
 impl IndexWriter {
     /// Opens the index at `dir` for writing, creating it if needed. `expected` describes the
@@ -105,8 +122,8 @@ impl IndexWriter {
         Ok(())
     }
 
-    /// Brings the text index and both vector graphs up to the catalog's last record and
-    /// withdrawal.
+    /// Brings the text index and the vector graphs up to the catalog's last record and
+    /// withdrawal (the cross-modal graph up to the catalog's aligned watermark).
     pub fn sync(&self, progress: &mut dyn FnMut(&str)) -> Result<SyncReport> {
         let target = Watermark {
             records: self.catalog.next_id()?,
@@ -143,6 +160,17 @@ impl IndexWriter {
                     target.records,
                 )?;
             }
+            let aligned = self.catalog.aligned_upto()?;
+            let graph = self.dir.join(ALIGNED_GRAPH);
+            if image.text_aligned && VectorIndex::synced_upto(&graph)? < aligned {
+                progress(&format!("cross-modal prompt graph: up to record {aligned}"));
+                report.aligned_vectors_added = VectorIndex::extend(
+                    &graph,
+                    |a, b| self.catalog.aligned_vectors(a, b),
+                    image.dim,
+                    aligned,
+                )?;
+            }
         }
         Ok(report)
     }
@@ -155,6 +183,8 @@ pub struct IndexReader {
     text: TextIndex,
     vectors: Option<VectorIndex>,
     image_vectors: Option<VectorIndex>,
+    aligned_vectors: Option<VectorIndex>,
+    aligned_upto: u64,
 }
 
 impl IndexReader {
@@ -175,12 +205,24 @@ impl IndexReader {
             Some(model) => VectorIndex::load(&dir.join(IMAGE_GRAPH), model.dim)?,
             None => None,
         };
+        let (aligned_vectors, aligned_upto) = match &manifest.image_model {
+            Some(model) if model.text_aligned => {
+                let graph = dir.join(ALIGNED_GRAPH);
+                (
+                    VectorIndex::load(&graph, model.dim)?,
+                    VectorIndex::synced_upto(&graph)?,
+                )
+            }
+            _ => (None, 0),
+        };
         Ok(Self {
             dir: dir.to_path_buf(),
             manifest,
             text,
             vectors,
             image_vectors,
+            aligned_vectors,
+            aligned_upto,
         })
     }
 
@@ -207,5 +249,15 @@ impl IndexReader {
     /// The image-vector graph, if any image has been indexed yet.
     pub fn image_vectors(&self) -> Option<&VectorIndex> {
         self.image_vectors.as_ref()
+    }
+
+    /// The graph over prompts embedded in the (text-aligned) image model's space, if any.
+    pub fn aligned_vectors(&self) -> Option<&VectorIndex> {
+        self.aligned_vectors.as_ref()
+    }
+
+    /// The record id up to which (exclusive) the cross-modal prompt graph is synced.
+    pub fn aligned_upto(&self) -> u64 {
+        self.aligned_upto
     }
 }

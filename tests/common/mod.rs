@@ -99,3 +99,31 @@ pub fn kill_until_done(args: &[&str], first_ms: u64, step_ms: u64) -> usize {
         assert!(kills < 40, "the run never finished");
     }
 }
+
+/// A CLIP folder named `clip-vit-b-32` with the real CLIP tokenizer and a tiny random model of
+/// the real vocabulary size (`tests/fixtures/clip/tiny-real-vocab`, made by
+/// `scripts/make_clip_tokenizer_fixture.py`; its `tokenizer.json` is stored gzipped), unpacked
+/// once under `target/`.
+pub fn tiny_clip_dir() -> PathBuf {
+    let base = root().join("target/test-fixtures");
+    let dir = base.join("clip-vit-b-32");
+    if dir.join("tokenizer.json").is_file() {
+        return dir;
+    }
+    let fixture = root().join("tests/fixtures/clip/tiny-real-vocab");
+    std::fs::create_dir_all(&base).unwrap();
+    // Filled beside and renamed into place, so test binaries running at once never see half.
+    let tmp = tempfile::tempdir_in(&base).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture.join(f), tmp.path().join(f)).unwrap();
+    }
+    let gz = std::fs::File::open(fixture.join("tokenizer.json.gz")).unwrap();
+    let mut out = std::fs::File::create(tmp.path().join("tokenizer.json")).unwrap();
+    std::io::copy(&mut flate2::read::GzDecoder::new(gz), &mut out).unwrap();
+    drop(out);
+    let staged = tmp.keep();
+    if std::fs::rename(&staged, &dir).is_err() {
+        let _ = std::fs::remove_dir_all(&staged);
+    }
+    dir
+}

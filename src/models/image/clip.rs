@@ -3,7 +3,12 @@
 //! A folder holds `config.json` and `model.safetensors` in the `transformers` layout
 //! (`vision_model.*`, `text_model.*`, `visual_projection`, `text_projection`, `logit_scale`),
 //! which is how openai/clip-vit-base-patch32, openai/clip-vit-large-patch14 and
-//! laion/CLIP-ViT-H-14-laion2B-s32B-b79K are published.
+//! laion/CLIP-ViT-H-14-laion2B-s32B-b79K are published, and, for text, the `tokenizer.json`
+//! those repositories carry: CLIP's byte-level BPE (49408 ids; NFC, whitespace runs to one
+//! space, lower case, CLIP's word split; `<|startoftext|>` ... `<|endoftext|>`), run by the
+//! `tokenizers` crate, truncated to the text tower's 77 positions with the end token kept
+//! last, as `transformers` does with `truncation=True`. With a tokenizer the model is also a
+//! [`TextEmbedder`] in the image space ([`ImageEncoder::text_embedder`]).
 //!
 //! The towers are written here rather than taken from `candle_transformers::models::clip`,
 //! which hard-codes `quick_gelu` for the text tower and a layer-norm epsilon of 1e-5: the LAION
@@ -19,12 +24,15 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use tokenizers::{Tokenizer, TruncationParams};
+
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Conv2d, Conv2dConfig, Embedding, LayerNorm, Linear, VarBuilder};
 use image::RgbImage;
 use serde::Deserialize;
 
 use super::{ImageEmbedding, ImageEncoder};
+use crate::models::TextEmbedder;
 use crate::{Error, Result};
 
 /// CLIP's per-channel pixel mean (RGB, on the 0..1 scale).
@@ -34,6 +42,10 @@ pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 /// Images per forward pass in [`ImageEncoder::encode`].
 const IMAGE_BATCH: usize = 16;
+/// Texts per forward pass in [`TextEmbedder::embed`] (sorted by length, so little padding).
+const TEXT_BATCH: usize = 64;
+/// Tokens CLIP's tokenizer keeps, start and end tokens included (its `model_max_length`).
+pub const CLIP_MAX_TOKENS: usize = 77;
 /// The `eos_token_id` of the original CLIP configs, meaning "pool at the highest token id".
 const LEGACY_EOS: u32 = 2;
 
@@ -301,6 +313,8 @@ pub struct ClipModel {
     final_norm: LayerNorm,
     text_projection: Linear,
     logit_scale: f32,
+    tokenizer: Option<Tokenizer>,
+    weights_sha256: String,
 }
 
 impl std::fmt::Debug for ClipModel {
@@ -313,13 +327,21 @@ impl std::fmt::Debug for ClipModel {
 }
 
 impl ClipModel {
-    /// Loads `dir/config.json` and `dir/model.safetensors`; the model is named after the
-    /// folder. Missing, malformed or mismatched files are a [`Error::Model`] naming the file.
+    /// Loads `dir/config.json`, `dir/model.safetensors` and, when present, `dir/tokenizer.json`;
+    /// the model is named after the folder. Missing, malformed or mismatched files are a
+    /// [`Error::Model`] naming the file. The weights' checksum is not computed here (see
+    /// [`ClipModel::with_weights_sha256`]).
     pub fn load(dir: &Path) -> Result<Self> {
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "clip".into());
+        Self::load_as(dir, &name)
+    }
+
+    /// [`ClipModel::load`], naming the model `name` whatever the folder is called.
+    pub fn load_as(dir: &Path, name: &str) -> Result<Self> {
+        let name = name.to_string();
         let config_path = dir.join("config.json");
         let text = std::fs::read_to_string(&config_path).map_err(|e| {
             Error::model(
@@ -336,7 +358,71 @@ impl ClipModel {
         let weights = dir.join("model.safetensors");
         let tensors = candle_core::safetensors::load(&weights, &Device::Cpu)
             .map_err(|e| Error::model(&name, format!("{}: cannot load: {e}", weights.display())))?;
-        Self::from_tensors(name, config, tensors, &weights)
+        let model = Self::from_tensors(name, config, tensors, &weights)?;
+        let tokenizer = dir.join("tokenizer.json");
+        if tokenizer.is_file() {
+            model.with_tokenizer_file(&tokenizer)
+        } else {
+            Ok(model)
+        }
+    }
+
+    /// Uses the `tokenizers` file at `path` for text (see the module docs); fails if its ids
+    /// do not fit the text tower's vocabulary.
+    pub fn with_tokenizer_file(mut self, path: &Path) -> Result<Self> {
+        let fail =
+            |detail: String| Error::model(&self.name, format!("{}: {detail}", path.display()));
+        let mut tokenizer = Tokenizer::from_file(path).map_err(|e| fail(e.to_string()))?;
+        let tc = &self.config.text_config;
+        let vocab = tokenizer.get_vocab_size(true);
+        if vocab > tc.vocab_size {
+            return Err(fail(format!(
+                "{vocab} token ids, the text tower has {}",
+                tc.vocab_size
+            )));
+        }
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: CLIP_MAX_TOKENS.min(tc.max_position_embeddings),
+                ..Default::default()
+            }))
+            .map_err(|e| fail(e.to_string()))?;
+        self.tokenizer = Some(tokenizer);
+        Ok(self)
+    }
+
+    /// Records the sha256 of the weights (what [`TextEmbedder::weights_sha256`] reports).
+    pub fn with_weights_sha256(mut self, sha256: impl Into<String>) -> Self {
+        self.weights_sha256 = sha256.into();
+        self
+    }
+
+    /// True when a tokenizer was loaded, so texts can be embedded.
+    pub fn has_tokenizer(&self) -> bool {
+        self.tokenizer.is_some()
+    }
+
+    /// CLIP token ids of each text: start token, the text's tokens (truncated), end token.
+    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
+        let tokenizer = self.tokenizer.as_ref().ok_or_else(|| {
+            Error::model(
+                &self.name,
+                "no tokenizer.json beside the weights: texts cannot be embedded",
+            )
+        })?;
+        let encodings = tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| Error::model(&self.name, format!("tokenizing: {e}")))?;
+        Ok(encodings
+            .into_iter()
+            .map(|e| e.get_ids().to_vec())
+            .collect())
+    }
+
+    /// Tokenizes and embeds `texts`: `(N, projection_dim)`, each row unit length.
+    pub fn encode_texts(&self, texts: &[&str]) -> Result<Tensor> {
+        self.encode_token_ids(&self.tokenize(texts)?)
     }
 
     /// Builds the model from a config and its tensors; `file` names the weights in errors.
@@ -448,6 +534,8 @@ impl ClipModel {
                     vb.pp("text_projection"),
                 )?,
                 logit_scale,
+                tokenizer: None,
+                weights_sha256: String::new(),
                 name: name.clone(),
                 config: config.clone(),
             })
@@ -632,6 +720,44 @@ impl ImageEncoder for ClipModel {
                 vector,
                 logits: None,
             }));
+        }
+        Ok(out)
+    }
+
+    fn text_embedder(&self) -> Option<&dyn TextEmbedder> {
+        self.has_tokenizer().then_some(self as &dyn TextEmbedder)
+    }
+}
+
+/// The text tower as a text embedder: its vectors share the space of the image embeddings.
+impl TextEmbedder for ClipModel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn weights_sha256(&self) -> &str {
+        &self.weights_sha256
+    }
+
+    fn dim(&self) -> usize {
+        self.config.projection_dim
+    }
+
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = self.tokenize(texts)?;
+        // Batches of similar lengths pad little; results go back in input order.
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_by_key(|&i| ids[i].len());
+        let mut out = vec![Vec::new(); ids.len()];
+        for chunk in order.chunks(TEXT_BATCH) {
+            let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
+            let rows = self.encode_token_ids(&batch)?.to_vec2::<f32>()?;
+            for (&i, row) in chunk.iter().zip(rows) {
+                out[i] = row;
+            }
         }
         Ok(out)
     }

@@ -24,6 +24,7 @@ pub use efficientnet_lite::{EfficientNetLite, Variant};
 
 use image::RgbImage;
 
+use crate::models::TextEmbedder;
 use crate::Result;
 
 /// What an image encoder gives for one image.
@@ -49,4 +50,10 @@ pub trait ImageEncoder: Send + Sync {
     /// Embeds `images` (any size; preprocessed as [`preprocess`] describes), one result per
     /// image, in order.
     fn encode(&self, images: &[RgbImage]) -> Result<Vec<ImageEmbedding>>;
+    /// The text side of a text-aligned encoder: texts embedded into the same space as the
+    /// images (CLIP's text tower). `None` for a pure image model, or when the text side
+    /// cannot run (a CLIP folder without its tokenizer).
+    fn text_embedder(&self) -> Option<&dyn TextEmbedder> {
+        None
+    }
 }
