@@ -83,6 +83,9 @@ struct GenerationFlags {
     /// Do not use the ImageNet -> prompt-space bridge (ConSE) to find corpus prompts.
     #[arg(long)]
     no_bridge: bool,
+    /// Load the index's image encoder from this folder (see `index --model-dir`).
+    #[arg(long, value_name = "DIR")]
+    model_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -753,10 +756,11 @@ fn parse_weights(spec: &str) -> Result<Weights> {
             "tags" => &mut w.tags,
             "neighbours" => &mut w.neighbours,
             "corpus" => &mut w.corpus,
+            "cross_modal" => &mut w.cross_modal,
             "modifiers" => &mut w.modifiers,
             "prior" => &mut w.prior,
             other => bail!(
-                "--weights: unknown kind `{other}` (caption, tags, neighbours, corpus, modifiers, prior)"
+                "--weights: unknown kind `{other}` (caption, tags, neighbours, corpus, cross_modal, modifiers, prior)"
             ),
         };
         *slot = value;
@@ -768,7 +772,10 @@ fn open(root: &Path, flags: &GenerationFlags, config: GenerateConfig) -> Result<
     Ok(open_generator(
         root,
         &flags.index,
-        &LoadOptions::default(),
+        &LoadOptions {
+            image_model_dir: flags.model_dir.clone(),
+            ..LoadOptions::default()
+        },
         config,
         &mut |l| eprintln!("{l}"),
     )?)
@@ -906,8 +913,8 @@ fn eval(root: &Path, args: EvalArgs) -> Result<()> {
         writeln!(
             out,
             "tuned weights (ensemble mean {mean:.4} with the same candidates): \
-             --weights caption={},tags={},neighbours={},corpus={},modifiers={},prior={}",
-            w.caption, w.tags, w.neighbours, w.corpus, w.modifiers, w.prior
+             --weights caption={},tags={},neighbours={},corpus={},cross_modal={},modifiers={},prior={}",
+            w.caption, w.tags, w.neighbours, w.corpus, w.cross_modal, w.modifiers, w.prior
         )?;
     }
     Ok(())

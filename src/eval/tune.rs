@@ -30,7 +30,7 @@ pub fn tune_weights(samples: &[(&Generated, &[f32])], start: Weights) -> (Weight
     let mut best_score = score(&best);
     for _ in 0..ROUNDS {
         let mut improved = false;
-        for coordinate in 0..6 {
+        for coordinate in 0..7 {
             for value in GRID {
                 let mut trial = best;
                 *field(&mut trial, coordinate) = value;
@@ -56,6 +56,7 @@ fn field(w: &mut Weights, coordinate: usize) -> &mut f32 {
         2 => &mut w.neighbours,
         3 => &mut w.corpus,
         4 => &mut w.modifiers,
+        5 => &mut w.cross_modal,
         _ => &mut w.prior,
     }
 }

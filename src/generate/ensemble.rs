@@ -18,8 +18,10 @@ pub enum PartKind {
     Tags,
     /// The prompt of a nearby indexed image.
     Neighbour,
-    /// A corpus prompt near the image.
+    /// A corpus prompt near the image's prompts and tags (in MiniLM space).
     Corpus,
+    /// A corpus prompt near the image in a text-aligned encoder's space (CLIP).
+    CrossModal,
     /// Style modifiers, as one phrase.
     Modifiers,
     /// The mean prompt of the index (a prior).
@@ -59,6 +61,8 @@ pub struct Weights {
     pub neighbours: f32,
     /// Nearest corpus prompts.
     pub corpus: f32,
+    /// Nearest prompts across modalities (text-aligned encoders only).
+    pub cross_modal: f32,
     /// The modifiers phrase.
     pub modifiers: f32,
     /// The index's mean prompt.
@@ -75,6 +79,8 @@ impl Default for Weights {
             tags: 1.0,
             neighbours: 4.0,
             corpus: 4.0,
+            // Untuned: no real CLIP weights can be had here; as strong as the corpus prompts.
+            cross_modal: 4.0,
             modifiers: 0.0,
             prior: 2.0,
         }
@@ -90,6 +96,7 @@ impl Weights {
             PartKind::Tags => self.tags,
             PartKind::Neighbour => self.neighbours,
             PartKind::Corpus => self.corpus,
+            PartKind::CrossModal => self.cross_modal,
             PartKind::Modifiers => self.modifiers,
             PartKind::Prior => self.prior,
         }

@@ -4,7 +4,9 @@ use std::path::Path;
 
 use super::{GenerateConfig, Generator, Models, Vocabulary};
 use crate::models::caption::ImageNetTagger;
-use crate::models::load::{ensure_model, load_image_encoder, load_imagenet_classes, load_minilm};
+use crate::models::load::{
+    ensure_model, load_image_encoder, load_image_encoder_from, load_imagenet_classes, load_minilm,
+};
 use crate::models::registry::INTERROGATOR_VOCAB;
 use crate::models::text::EmbedConfig;
 use crate::models::TextEmbedder;
@@ -21,6 +23,9 @@ pub struct LoadOptions {
     pub no_modifiers: bool,
     /// MiniLM threading (the default runs one batch across all cores).
     pub embed: EmbedConfig,
+    /// Load the index's image encoder from this folder instead of the models folder (a local
+    /// checkpoint, as `index --model-dir` takes).
+    pub image_model_dir: Option<std::path::PathBuf>,
 }
 
 /// Opens the index at `index_dir` read-only and loads MiniLM, the index's image encoder (or
@@ -46,9 +51,12 @@ pub fn open_generator(
         .as_ref()
         .map_or(DEFAULT_IMAGE_ENCODER, |m| m.name.as_str());
     let (image, tagger) = {
-        let loaded = load_image_encoder(models_root, encoder_name, progress)?;
+        let loaded = match &options.image_model_dir {
+            Some(dir) => load_image_encoder_from(dir, encoder_name)?,
+            None => load_image_encoder(models_root, encoder_name, progress)?,
+        };
         if let Some(recorded) = &index.manifest().image_model {
-            if loaded.spec.weights().sha256 != recorded.sha256 {
+            if loaded.weights_sha256 != recorded.sha256 {
                 return Err(Error::index(
                     index_dir,
                     format!(

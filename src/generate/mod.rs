@@ -134,7 +134,7 @@ pub struct MethodVectors {
     pub caption: Option<Vec<f32>>,
     /// The nearest image's prompt.
     pub nearest_image: Option<Vec<f32>>,
-    /// The nearest corpus prompt.
+    /// The nearest corpus prompt (across modalities when the encoder is text-aligned).
     pub nearest_corpus: Option<Vec<f32>>,
     /// The modifiers phrase alone.
     pub modifiers: Option<Vec<f32>>,
@@ -206,11 +206,15 @@ pub struct Generator {
     index: IndexReader,
     models: Models,
     class_vectors: Vec<Vec<f32>>,
+    /// The vocabulary phrases in a text-aligned encoder's space (empty otherwise).
+    vocabulary_vectors: Vec<Vec<f32>>,
     config: GenerateConfig,
 }
 
 impl Generator {
-    /// A generator over `index`. The class phrases are embedded once (cached in the index).
+    /// A generator over `index`. The class phrases (with MiniLM) and, for a text-aligned
+    /// encoder, the style vocabularies (with its text tower) are embedded once and cached in
+    /// the index.
     pub fn new(index: IndexReader, models: Models, config: GenerateConfig) -> Result<Self> {
         let class_vectors = match &models.tagger {
             Some(tagger) => {
@@ -226,10 +230,27 @@ impl Generator {
             }
             None => Vec::new(),
         };
+        let aligned = models.image.as_ref().and_then(|e| e.text_embedder());
+        let vocabulary_vectors = match (aligned, &models.vocabulary) {
+            (Some(embedder), Some(vocabulary)) => {
+                let phrases: Vec<String> =
+                    vocabulary.phrases().iter().map(|(p, _)| p.clone()).collect();
+                cache::cached_vectors(
+                    index.dir(),
+                    &format!("vocabulary-{}", embedder.name()),
+                    embedder.weights_sha256(),
+                    &phrases,
+                    embedder.dim(),
+                    |texts| embedder.embed(texts),
+                )?
+            }
+            _ => Vec::new(),
+        };
         Ok(Self {
             index,
             models,
             class_vectors,
+            vocabulary_vectors,
             config,
         })
     }
@@ -268,6 +289,14 @@ impl Generator {
         }
         if self.models.captioners.is_empty() {
             missing.push("no captioner (BLIP) loaded".to_string());
+        }
+        if self
+            .models
+            .image
+            .as_ref()
+            .is_some_and(|e| e.text_aligned() && self.index.aligned_vectors().is_none())
+        {
+            missing.push("no prompts in the image encoder's space yet: no cross-modal prompts (run `promptdex index`)".to_string());
         }
         if self.models.vocabulary.is_none() {
             missing.push("no style vocabulary: no modifiers".to_string());
@@ -364,15 +393,33 @@ impl Generator {
                 }
             }
         }
+        // Cross-modal: corpus prompts near the image in a text-aligned encoder's space.
+        let mut cross_modal: Vec<(u64, String, f32)> = Vec::new();
+        if let (Some(graph), Some(query)) = (self.index.aligned_vectors(), &encoded) {
+            let wanted = config.corpus * 2 + exclude.ids.len() + 8;
+            for hit in graph.search(&query.vector, wanted, config.ef)? {
+                let Some((prompt, _)) = self.index.text().get(hit.id)? else {
+                    continue;
+                };
+                if prompt.is_empty() || exclude.excludes(hit.id, &prompt) {
+                    continue;
+                }
+                cross_modal.push((hit.id, prompt, hit.similarity));
+                if cross_modal.len() == config.corpus {
+                    break;
+                }
+            }
+        }
         timings.search += ms(t);
 
-        // First embedding round: captions, tags, neighbours' prompts.
+        // First embedding round: captions, tags, neighbours' and cross-modal prompts.
         let t = Instant::now();
         let mut first: Vec<&str> = captions.iter().map(|c| c.text.as_str()).collect();
         if let Some(tags) = &tags {
             first.push(&tags.phrase);
         }
         first.extend(neighbours.iter().map(|n| n.1.as_str()));
+        first.extend(cross_modal.iter().map(|c| c.1.as_str()));
         let mut first_vectors = text.embed(&first)?.into_iter();
         timings.embed += ms(t);
         let mut parts: Vec<Part> = Vec::new();
@@ -412,13 +459,32 @@ impl Generator {
             ));
         }
 
+        let cross_shares = ensemble::shares(
+            &cross_modal.iter().map(|c| c.2).collect::<Vec<_>>(),
+            config.temperature,
+        );
+        for ((id, prompt, similarity), share) in cross_modal.iter().zip(&cross_shares) {
+            parts.push(candidate(
+                PartKind::CrossModal,
+                prompt,
+                *share,
+                Some(*similarity),
+                Some(*id),
+                &mut first_vectors,
+            ));
+        }
+
         // Corpus prompts near what the image suggests so far.
         let t = Instant::now();
         let query = self.corpus_query(&parts, tags.as_ref());
         let mut corpus: Vec<(u64, String, f32)> = Vec::new();
         if let (Some(graph), Some(query)) = (self.index.vectors(), &query) {
             let wanted = config.corpus * 2 + exclude.ids.len() + neighbours.len() + 8;
-            let taken: HashSet<u64> = neighbours.iter().map(|n| n.0).collect();
+            let taken: HashSet<u64> = neighbours
+                .iter()
+                .chain(&cross_modal)
+                .map(|n| n.0)
+                .collect();
             for hit in graph.search(query, wanted, config.ef)? {
                 if taken.contains(&hit.id) {
                     continue;
@@ -443,6 +509,14 @@ impl Generator {
             config.temperature,
         );
         let modifiers = match &self.models.vocabulary {
+            Some(vocabulary) if config.modifiers > 0 && !self.vocabulary_vectors.is_empty() => {
+                let image_vector = encoded.as_ref().map_or(&[][..], |e| &e.vector[..]);
+                modifiers::pick(
+                    &vocabulary.rank(&self.vocabulary_vectors, image_vector),
+                    config.mode,
+                    config.modifiers,
+                )
+            }
             Some(vocabulary) if config.modifiers > 0 => {
                 let weighted: Vec<(&str, f32)> = neighbours
                     .iter()
@@ -535,8 +609,8 @@ impl Generator {
         })
     }
 
-    /// Where to look for corpus prompts: the mean of the captions, the tags' ConSE vector and
-    /// the neighbours' prompts.
+    /// Where to look for corpus prompts: the mean of the captions, the tags' ConSE vector, the
+    /// neighbours' prompts and the cross-modal prompts.
     fn corpus_query(&self, parts: &[Part], tags: Option<&Tags>) -> Option<Vec<f32>> {
         let w = &self.config.weights;
         let mut vectors: Vec<&[f32]> = Vec::new();
@@ -545,6 +619,7 @@ impl Generator {
             let kind_weight = match part.kind {
                 PartKind::Caption => w.caption,
                 PartKind::Neighbour => w.neighbours,
+                PartKind::CrossModal => w.cross_modal,
                 _ => continue,
             };
             vectors.push(&part.vector);
@@ -641,7 +716,7 @@ fn method_vectors(parts: &[Part]) -> MethodVectors {
     MethodVectors {
         caption,
         nearest_image: first(PartKind::Neighbour),
-        nearest_corpus: first(PartKind::Corpus),
+        nearest_corpus: first(PartKind::CrossModal).or_else(|| first(PartKind::Corpus)),
         modifiers: first(PartKind::Modifiers),
     }
 }

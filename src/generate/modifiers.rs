@@ -170,6 +170,26 @@ impl Vocabulary {
     }
 }
 
+impl Vocabulary {
+    /// Every phrase scored by its similarity to `image` (a text-aligned encoder's image vector;
+    /// `vectors` are the phrases' vectors in that space, in [`Vocabulary::phrases`] order),
+    /// best first: the interrogator's ranking.
+    pub fn rank(&self, vectors: &[Vec<f32>], image: &[f32]) -> Vec<Modifier> {
+        let mut ranked: Vec<Modifier> = self
+            .phrases
+            .iter()
+            .zip(vectors)
+            .map(|((phrase, category), v)| Modifier {
+                phrase: phrase.clone(),
+                category: *category,
+                score: crate::store::dot(v, image),
+            })
+            .collect();
+        ranked.sort_by(|a, b| b.score.total_cmp(&a.score));
+        ranked
+    }
+}
+
 /// Picks `count` modifiers from `ranked` (best first) the way `mode` says.
 pub fn pick(ranked: &[Modifier], mode: ModifierMode, count: usize) -> Vec<Modifier> {
     match mode {
