@@ -2,6 +2,7 @@
 //!
 //! - [`registry`]: every model by name, with its sources and the sha256 of each file.
 //! - [`fetch`]: downloads (Hugging Face hub, else a package-registry mirror) and verification.
+//! - [`caption`]: image captioners (BLIP), pictures in, sentences out.
 //! - [`bert`]: the BERT encoder behind the text embedder, tuned for CPU throughput.
 //! - [`text`]: the all-MiniLM-L6-v2 sentence embedder, the metric's own text model.
 //! - [`image`]: image encoders (EfficientNet-Lite), preprocessing and ImageNet class names.
@@ -9,6 +10,7 @@
 //! - [`pth`]: reads legacy PyTorch `.pth` checkpoints and writes them as safetensors.
 
 pub mod bert;
+pub mod caption;
 pub mod fetch;
 pub mod image;
 pub mod load;
