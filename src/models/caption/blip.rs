@@ -445,8 +445,9 @@ struct TextLayer {
 struct DecoderCache {
     /// Per layer, the self-attention keys and values so far, `(rows, heads, len, head)`.
     past: Vec<Option<(Tensor, Tensor)>>,
-    /// Per layer, the cross-attention keys and values, `(images, heads, tokens, head)`; the
-    /// `group` consecutive rows of an image (its beams) share them.
+    /// Per layer, the cross-attention keys, transposed, `(images, heads, head, tokens)`, and
+    /// values, `(images, heads, tokens, head)`; the `group` consecutive rows of an image (its
+    /// beams) share them.
     image: Vec<(Tensor, Tensor)>,
     /// Tokens seen so far (the position of the next one).
     len: usize,
@@ -558,8 +559,9 @@ impl TextDecoder {
             .layers
             .iter()
             .map(|l| {
+                let k = split_heads(&l.cross.key.forward(image_embeds)?, self.heads)?;
                 Ok((
-                    split_heads(&l.cross.key.forward(image_embeds)?, self.heads)?,
+                    k.t()?.contiguous()?,
                     split_heads(&l.cross.value.forward(image_embeds)?, self.heads)?,
                 ))
             })
@@ -625,7 +627,7 @@ impl TextDecoder {
                 .reshape((images, g, seq, h, hd))?
                 .permute((0, 3, 1, 2, 4))?
                 .reshape((images, h, g * seq, hd))?;
-            let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&image_k.t()?)?)?;
+            let probs = candle_nn::ops::softmax_last_dim(&q.matmul(image_k)?)?;
             let attn = probs
                 .matmul(image_v)?
                 .reshape((images, h, g, seq, hd))?
