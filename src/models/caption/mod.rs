@@ -1,10 +1,17 @@
-//! Captioners: images in, short descriptions out.
+//! Captioners: images in, a short description of each out.
 //!
+//! - [`blip`]: BLIP (`BlipForConditionalGeneration`, e.g. Salesforce/blip-image-captioning-base
+//!   and -large) in candle, with greedy and beam-search decoding, as CLIP Interrogator captions.
 //! - [`tagger`]: the ImageNet tagger, which reads the class logits the EfficientNet-Lite image
 //!   encoder already computed (no second pass) and names the subject.
+//!
+//! A caption is the first half of a CLIP-Interrogator-style prompt: the captioner says what the
+//! picture shows, the style terms come after.
 
+pub mod blip;
 pub mod tagger;
 
+pub use blip::{Blip, BlipConfig, Decoding};
 pub use tagger::{ImageNetTagger, Tags};
 
 /// A caption for one image.

@@ -1,0 +1,1297 @@
+//! BLIP image captioning in candle, loaded from a Hugging Face `BlipForConditionalGeneration`
+//! folder (`config.json`, `model.safetensors`, `tokenizer.json`), the layout of
+//! Salesforce/blip-image-captioning-base and -large.
+//!
+//! The model is a ViT image encoder (`vision_model.*`: patch embedding with a class token, pre-norm
+//! layers with a fused `qkv` projection, a final `post_layernorm`) and a BERT-style text decoder
+//! (`text_decoder.bert.*`: post-norm layers with causal self-attention and cross-attention to
+//! every image token, then the `text_decoder.cls.predictions` language-model head).
+//!
+//! It is written here rather than taken from `candle_transformers::models::blip`, which does not
+//! fit the checkpoints or the use:
+//! - checkpoints written by current `transformers` leave out the tied output projection
+//!   (`cls.predictions.decoder.weight`, the word embeddings when `tie_word_embeddings` is set,
+//!   its default) and its bias (`cls.predictions.bias`), which candle's loader requires;
+//! - `transformers` sizes the cross-attention keys and values by the vision width (it
+//!   overwrites `text_config.encoder_hidden_size` with it); candle reads the stale field;
+//! - candle's decoder keeps its key/value cache inside the model (`&mut self`), so it can be
+//!   neither shared between threads nor reordered for beam search, and it recomputes the
+//!   cross-attention keys and values over all image tokens at every step; here the cache is
+//!   per call, the image keys and values are computed once, and beams of one image share them;
+//! - its configs have no defaults, where `transformers` fills absent fields.
+//!
+//! Captioning is unconditional, as in CLIP Interrogator: no text prompt, the decoder starts from
+//! `bos_token_id` (`[DEC]`) and stops at `sep_token_id` (`[SEP]`), as
+//! `BlipForConditionalGeneration.generate` sets them. Greedy decoding and beam search follow
+//! `transformers`' `generate` step for step (beam search with its default `length_penalty` 1 and
+//! `early_stopping` false), so both give the same token ids.
+//!
+//! Images are prepared as `BlipImageProcessor` does: resized to the square input size with
+//! bicubic resampling (no crop, the aspect ratio is not kept), scaled to 0..1 and normalised with
+//! CLIP's mean and standard deviation.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Module, Shape, Tensor};
+use candle_nn::{LayerNorm, VarBuilder};
+use image::imageops::{self, FilterType};
+use image::RgbImage;
+use serde::Deserialize;
+use tokenizers::Tokenizer;
+
+use super::{Caption, Captioner};
+use crate::models::image::clip::{CLIP_MEAN, CLIP_STD};
+use crate::{Error, Result};
+
+/// Images per vision forward pass (and per decoding batch) in [`Captioner::caption`].
+const IMAGE_BATCH: usize = 8;
+
+/// How the next token is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decoding {
+    /// The most likely token at every step (`transformers` `generate` with `num_beams=1`).
+    Greedy,
+    /// Beam search over `width` hypotheses (`num_beams=width`, `length_penalty=1`,
+    /// `early_stopping=False`).
+    Beam {
+        /// Number of beams (at least 1; 1 is greedy).
+        width: usize,
+    },
+}
+
+/// Decoding settings for [`Blip`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlipConfig {
+    /// Greedy or beam search.
+    pub decoding: Decoding,
+    /// Most tokens generated after the start token, the end token included
+    /// (`max_new_tokens`; CLIP Interrogator's `caption_max_length` is 32).
+    pub max_tokens: usize,
+    /// The end token is not allowed before this many tokens (`min_new_tokens`).
+    pub min_tokens: usize,
+}
+
+impl Default for BlipConfig {
+    /// CLIP Interrogator's settings: greedy, at most 32 tokens.
+    fn default() -> Self {
+        Self {
+            decoding: Decoding::Greedy,
+            max_tokens: 32,
+            min_tokens: 0,
+        }
+    }
+}
+
+/// The part of a `transformers` `BlipConfig` (`config.json`) the captioner needs; absent fields
+/// take the `transformers` defaults.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ModelConfig {
+    /// The text decoder.
+    pub text_config: TextConfig,
+    /// The image encoder.
+    pub vision_config: VisionConfig,
+    /// Whether the output projection is the word-embedding matrix.
+    #[serde(default = "yes")]
+    pub tie_word_embeddings: bool,
+}
+
+/// `text_config` of a `BlipConfig`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TextConfig {
+    /// Number of token ids.
+    #[serde(default = "d_vocab")]
+    pub vocab_size: usize,
+    /// Width of the decoder.
+    #[serde(default = "d_768")]
+    pub hidden_size: usize,
+    /// Width of the MLP.
+    #[serde(default = "d_3072")]
+    pub intermediate_size: usize,
+    /// Number of layers.
+    #[serde(default = "d_12")]
+    pub num_hidden_layers: usize,
+    /// Number of attention heads.
+    #[serde(default = "d_8")]
+    pub num_attention_heads: usize,
+    /// Longest token sequence.
+    #[serde(default = "d_512")]
+    pub max_position_embeddings: usize,
+    /// Activation of the MLP and of the head's transform.
+    #[serde(default = "d_act")]
+    pub hidden_act: String,
+    /// Layer-norm epsilon.
+    #[serde(default = "d_text_eps")]
+    pub layer_norm_eps: f64,
+    /// The start token (`[DEC]`).
+    #[serde(default = "d_bos")]
+    pub bos_token_id: Option<u32>,
+    /// The end token of a caption (`[SEP]`).
+    #[serde(default = "d_sep")]
+    pub sep_token_id: Option<u32>,
+}
+
+/// `vision_config` of a `BlipConfig`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct VisionConfig {
+    /// Width of the encoder.
+    #[serde(default = "d_768")]
+    pub hidden_size: usize,
+    /// Width of the MLP.
+    #[serde(default = "d_3072")]
+    pub intermediate_size: usize,
+    /// Number of layers.
+    #[serde(default = "d_12")]
+    pub num_hidden_layers: usize,
+    /// Number of attention heads.
+    #[serde(default = "d_12")]
+    pub num_attention_heads: usize,
+    /// Side of the square input.
+    #[serde(default = "d_384")]
+    pub image_size: usize,
+    /// Side of a patch.
+    #[serde(default = "d_16")]
+    pub patch_size: usize,
+    /// MLP activation.
+    #[serde(default = "d_act")]
+    pub hidden_act: String,
+    /// Layer-norm epsilon.
+    #[serde(default = "d_vision_eps")]
+    pub layer_norm_eps: f64,
+}
+
+fn yes() -> bool {
+    true
+}
+fn d_vocab() -> usize {
+    30524
+}
+fn d_8() -> usize {
+    8
+}
+fn d_12() -> usize {
+    12
+}
+fn d_16() -> usize {
+    16
+}
+fn d_384() -> usize {
+    384
+}
+fn d_512() -> usize {
+    512
+}
+fn d_768() -> usize {
+    768
+}
+fn d_3072() -> usize {
+    3072
+}
+fn d_act() -> String {
+    "gelu".into()
+}
+fn d_text_eps() -> f64 {
+    1e-12
+}
+fn d_vision_eps() -> f64 {
+    1e-5
+}
+fn d_bos() -> Option<u32> {
+    Some(30522)
+}
+fn d_sep() -> Option<u32> {
+    Some(102)
+}
+
+/// The activations `transformers` names in BLIP configs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Activation {
+    /// The exact, erf-based GELU (`gelu`, what BLIP uses).
+    Gelu,
+    /// The tanh approximation (`gelu_new`, `gelu_pytorch_tanh`).
+    GeluTanh,
+    /// `x * sigmoid(1.702 x)`.
+    QuickGelu,
+    /// `max(x, 0)`.
+    Relu,
+}
+
+impl Activation {
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "gelu" => Some(Self::Gelu),
+            "gelu_new" | "gelu_pytorch_tanh" => Some(Self::GeluTanh),
+            "quick_gelu" => Some(Self::QuickGelu),
+            "relu" => Some(Self::Relu),
+            _ => None,
+        }
+    }
+
+    fn forward(self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Gelu => x.contiguous()?.apply_op1_no_bwd(&GeluErf),
+            Self::GeluTanh => x.gelu(),
+            Self::QuickGelu => x * candle_nn::ops::sigmoid(&(x * 1.702)?)?,
+            Self::Relu => x.relu(),
+        }
+    }
+}
+
+/// Exact GELU over contiguous f32 with the vectorised erf of [`crate::models::bert::gelu`].
+struct GeluErf;
+
+impl CustomOp1 for GeluErf {
+    fn name(&self) -> &'static str {
+        "blip-gelu-erf"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("blip-gelu-erf: f32 only");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("blip-gelu-erf: contiguous input only");
+        };
+        let mut out = vec![0f32; end - start];
+        crate::models::bert::gelu(&data[start..end], &mut out);
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+/// A dense layer, `x W^T + b`, run as one 2-D matrix product over all leading dimensions.
+struct Dense {
+    weight_t: Tensor,
+    bias: Tensor,
+}
+
+impl Dense {
+    fn load(vb: &VarBuilder, inputs: usize, outputs: usize) -> candle_core::Result<Self> {
+        let weight = vb.get((outputs, inputs), "weight")?;
+        Ok(Self {
+            weight_t: weight.t()?.contiguous()?,
+            bias: vb.get(outputs, "bias")?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let inputs = *dims.last().unwrap_or(&0);
+        let rows = x.elem_count() / inputs.max(1);
+        let y = x
+            .reshape((rows, inputs))?
+            .matmul(&self.weight_t)?
+            .broadcast_add(&self.bias)?;
+        let mut out = dims;
+        if let Some(last) = out.last_mut() {
+            *last = self.bias.dim(0)?;
+        }
+        y.reshape(out)
+    }
+}
+
+fn layer_norm(vb: &VarBuilder, width: usize, eps: f64) -> candle_core::Result<LayerNorm> {
+    candle_nn::layer_norm(width, eps, vb.clone())
+}
+
+/// `(batch, seq, heads * head)` -> `(batch, heads, seq, head)`, contiguous.
+fn split_heads(x: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
+    let (b, n, w) = x.dims3()?;
+    x.reshape((b, n, heads, w / heads))?
+        .transpose(1, 2)?
+        .contiguous()
+}
+
+/// `(batch, heads, seq, head)` -> `(batch, seq, heads * head)`.
+fn merge_heads(x: &Tensor) -> candle_core::Result<Tensor> {
+    let (b, h, n, d) = x.dims4()?;
+    x.transpose(1, 2)?.reshape((b, n, h * d))
+}
+
+/// One pre-norm vision layer.
+struct VisionLayer {
+    norm1: LayerNorm,
+    qkv: Dense,
+    projection: Dense,
+    norm2: LayerNorm,
+    fc1: Dense,
+    fc2: Dense,
+}
+
+/// The ViT image encoder.
+struct VisionModel {
+    patch_weight_t: Tensor,
+    patch_bias: Tensor,
+    class_embedding: Tensor,
+    positions: Tensor,
+    layers: Vec<VisionLayer>,
+    post_norm: LayerNorm,
+    heads: usize,
+    patch: usize,
+    size: usize,
+    width: usize,
+    act: Activation,
+}
+
+impl VisionModel {
+    fn load(vb: VarBuilder, c: &VisionConfig, act: Activation) -> candle_core::Result<Self> {
+        let e = vb.pp("embeddings");
+        let (w, p) = (c.hidden_size, c.patch_size);
+        let grid = c.image_size / p;
+        let patch_weight = e.get((w, 3, p, p), "patch_embedding.weight")?;
+        let layers = (0..c.num_hidden_layers)
+            .map(|i| {
+                let l = vb.pp("encoder").pp("layers").pp(i.to_string());
+                let eps = c.layer_norm_eps;
+                Ok(VisionLayer {
+                    norm1: layer_norm(&l.pp("layer_norm1"), w, eps)?,
+                    qkv: Dense::load(&l.pp("self_attn").pp("qkv"), w, 3 * w)?,
+                    projection: Dense::load(&l.pp("self_attn").pp("projection"), w, w)?,
+                    norm2: layer_norm(&l.pp("layer_norm2"), w, eps)?,
+                    fc1: Dense::load(&l.pp("mlp").pp("fc1"), w, c.intermediate_size)?,
+                    fc2: Dense::load(&l.pp("mlp").pp("fc2"), c.intermediate_size, w)?,
+                })
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Self {
+            patch_weight_t: patch_weight.reshape((w, 3 * p * p))?.t()?.contiguous()?,
+            patch_bias: e.get(w, "patch_embedding.bias")?,
+            class_embedding: e.get((1, 1, w), "class_embedding")?,
+            positions: e.get((1, grid * grid + 1, w), "position_embedding")?,
+            layers,
+            post_norm: layer_norm(&vb.pp("post_layernorm"), w, c.layer_norm_eps)?,
+            heads: c.num_attention_heads,
+            patch: p,
+            size: c.image_size,
+            width: w,
+            act,
+        })
+    }
+
+    /// `(N, 3, S, S)` -> `(N, 1 + (S/P)^2, width)`, after the final layer norm.
+    fn forward(&self, pixels: &Tensor) -> candle_core::Result<Tensor> {
+        let n = pixels.dim(0)?;
+        let (p, g, w) = (self.patch, self.size / self.patch, self.width);
+        // The stride-P convolution as one matrix product over the flattened patches.
+        let patches = pixels
+            .reshape((n, 3, g, p, g, p))?
+            .permute((0, 2, 4, 1, 3, 5))?
+            .contiguous()?
+            .reshape((n * g * g, 3 * p * p))?
+            .matmul(&self.patch_weight_t)?
+            .broadcast_add(&self.patch_bias)?
+            .reshape((n, g * g, w))?;
+        let class = self.class_embedding.broadcast_as((n, 1, w))?;
+        let mut x = Tensor::cat(&[&class, &patches], 1)?.broadcast_add(&self.positions)?;
+        let hd = w / self.heads;
+        let scale = (hd as f64).powf(-0.5);
+        let tokens = g * g + 1;
+        for l in &self.layers {
+            let h = l.norm1.forward(&x)?;
+            let qkv = l
+                .qkv
+                .forward(&h)?
+                .reshape((n, tokens, 3, self.heads, hd))?
+                .permute((2, 0, 3, 1, 4))?;
+            let q = (qkv.get(0)?.contiguous()? * scale)?;
+            let k = qkv.get(1)?.contiguous()?;
+            let v = qkv.get(2)?.contiguous()?;
+            let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
+            let attn = merge_heads(&probs.matmul(&v)?)?;
+            x = (x + l.projection.forward(&attn)?)?;
+            let h = l.norm2.forward(&x)?;
+            let h = l.fc2.forward(&self.act.forward(&l.fc1.forward(&h)?)?)?;
+            x = (x + h)?;
+        }
+        self.post_norm.forward(&x)
+    }
+}
+
+/// Attention followed by `output.dense`, the residual and `output.LayerNorm` (BERT's block).
+struct AttentionBlock {
+    query: Dense,
+    key: Dense,
+    value: Dense,
+    dense: Dense,
+    norm: LayerNorm,
+}
+
+impl AttentionBlock {
+    fn load(vb: &VarBuilder, width: usize, kv_in: usize, eps: f64) -> candle_core::Result<Self> {
+        let s = vb.pp("self");
+        Ok(Self {
+            query: Dense::load(&s.pp("query"), width, width)?,
+            key: Dense::load(&s.pp("key"), kv_in, width)?,
+            value: Dense::load(&s.pp("value"), kv_in, width)?,
+            dense: Dense::load(&vb.pp("output").pp("dense"), width, width)?,
+            norm: layer_norm(&vb.pp("output").pp("LayerNorm"), width, eps)?,
+        })
+    }
+}
+
+/// One post-norm decoder layer: causal self-attention, cross-attention to the image, MLP.
+struct TextLayer {
+    attention: AttentionBlock,
+    cross: AttentionBlock,
+    intermediate: Dense,
+    output: Dense,
+    output_norm: LayerNorm,
+}
+
+/// Keys and values kept between decoding steps.
+struct DecoderCache {
+    /// Per layer, the self-attention keys and values so far, `(rows, heads, len, head)`.
+    past: Vec<Option<(Tensor, Tensor)>>,
+    /// Per layer, the cross-attention keys, transposed, `(images, heads, head, tokens)`, and
+    /// values, `(images, heads, tokens, head)`; the `group` consecutive rows of an image (its
+    /// beams) share them.
+    image: Vec<(Tensor, Tensor)>,
+    /// Tokens seen so far (the position of the next one).
+    len: usize,
+    /// Rows per image.
+    group: usize,
+}
+
+impl DecoderCache {
+    /// Reorders (and subsets) the rows of the self-attention cache.
+    fn select_rows(&mut self, rows: &[u32]) -> candle_core::Result<()> {
+        let Some(device) = self.image.first().map(|(k, _)| k.device().clone()) else {
+            return Ok(());
+        };
+        let idx = Tensor::new(rows, &device)?;
+        for kv in self.past.iter_mut().flatten() {
+            *kv = (kv.0.index_select(&idx, 0)?, kv.1.index_select(&idx, 0)?);
+        }
+        Ok(())
+    }
+
+    /// Keeps the images at positions `keep` (in the current order), with their rows.
+    fn keep_images(&mut self, keep: &[u32]) -> candle_core::Result<()> {
+        let Some(device) = self.image.first().map(|(k, _)| k.device().clone()) else {
+            return Ok(());
+        };
+        let idx = Tensor::new(keep, &device)?;
+        for kv in self.image.iter_mut() {
+            *kv = (kv.0.index_select(&idx, 0)?, kv.1.index_select(&idx, 0)?);
+        }
+        let g = self.group as u32;
+        let rows: Vec<u32> = keep.iter().flat_map(|&i| i * g..(i + 1) * g).collect();
+        self.select_rows(&rows)
+    }
+}
+
+/// The BERT-style text decoder with its language-model head.
+struct TextDecoder {
+    word_embeddings: Tensor,
+    positions: Tensor,
+    embed_norm: LayerNorm,
+    layers: Vec<TextLayer>,
+    head_transform: Dense,
+    head_norm: LayerNorm,
+    head_weight_t: Tensor,
+    head_bias: Tensor,
+    heads: usize,
+    width: usize,
+    act: Activation,
+}
+
+impl TextDecoder {
+    fn load(
+        vb: VarBuilder,
+        c: &TextConfig,
+        image_width: usize,
+        tied: bool,
+        act: Activation,
+    ) -> candle_core::Result<Self> {
+        let (w, eps) = (c.hidden_size, c.layer_norm_eps);
+        let bert = vb.pp("bert");
+        let e = bert.pp("embeddings");
+        let word_embeddings = e.get((c.vocab_size, w), "word_embeddings.weight")?;
+        let layers = (0..c.num_hidden_layers)
+            .map(|i| {
+                let l = bert.pp("encoder").pp("layer").pp(i.to_string());
+                Ok(TextLayer {
+                    attention: AttentionBlock::load(&l.pp("attention"), w, w, eps)?,
+                    cross: AttentionBlock::load(&l.pp("crossattention"), w, image_width, eps)?,
+                    intermediate: Dense::load(
+                        &l.pp("intermediate").pp("dense"),
+                        w,
+                        c.intermediate_size,
+                    )?,
+                    output: Dense::load(&l.pp("output").pp("dense"), c.intermediate_size, w)?,
+                    output_norm: layer_norm(&l.pp("output").pp("LayerNorm"), w, eps)?,
+                })
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let p = vb.pp("cls").pp("predictions");
+        let head_weight = if tied || !p.contains_tensor("decoder.weight") {
+            word_embeddings.clone()
+        } else {
+            p.get((c.vocab_size, w), "decoder.weight")?
+        };
+        let head_bias = if p.contains_tensor("bias") {
+            p.get(c.vocab_size, "bias")?
+        } else {
+            p.get(c.vocab_size, "decoder.bias")?
+        };
+        Ok(Self {
+            positions: e.get((c.max_position_embeddings, w), "position_embeddings.weight")?,
+            embed_norm: layer_norm(&e.pp("LayerNorm"), w, eps)?,
+            word_embeddings,
+            layers,
+            head_transform: Dense::load(&p.pp("transform").pp("dense"), w, w)?,
+            head_norm: layer_norm(&p.pp("transform").pp("LayerNorm"), w, eps)?,
+            head_weight_t: head_weight.t()?.contiguous()?,
+            head_bias,
+            heads: c.num_attention_heads,
+            width: w,
+            act,
+        })
+    }
+
+    /// A fresh cache for `image_embeds` `(images, tokens, width)`, each image decoded as `group`
+    /// rows.
+    fn cache(&self, image_embeds: &Tensor, group: usize) -> candle_core::Result<DecoderCache> {
+        let image = self
+            .layers
+            .iter()
+            .map(|l| {
+                let k = split_heads(&l.cross.key.forward(image_embeds)?, self.heads)?;
+                Ok((
+                    k.t()?.contiguous()?,
+                    split_heads(&l.cross.value.forward(image_embeds)?, self.heads)?,
+                ))
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(DecoderCache {
+            past: vec![None; self.layers.len()],
+            image,
+            len: 0,
+            group,
+        })
+    }
+
+    /// Runs `ids` `(rows, seq)` after what `cache` holds: `(rows, seq, vocab)` logits.
+    fn forward(&self, ids: &Tensor, cache: &mut DecoderCache) -> candle_core::Result<Tensor> {
+        let (rows, seq) = ids.dims2()?;
+        let (h, w) = (self.heads, self.width);
+        let hd = w / h;
+        let scale = (hd as f64).powf(-0.5);
+        let images = rows / cache.group;
+        let past = cache.len;
+        let x = self
+            .word_embeddings
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((rows, seq, w))?
+            .broadcast_add(&self.positions.narrow(0, past, seq)?)?;
+        let mut x = self.embed_norm.forward(&x)?;
+        let mask = if seq > 1 {
+            let m: Vec<f32> = (0..seq)
+                .flat_map(|i| {
+                    (0..past + seq).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 })
+                })
+                .collect();
+            Some(Tensor::from_vec(m, (seq, past + seq), ids.device())?)
+        } else {
+            None
+        };
+        for (l, (slot, (image_k, image_v))) in self
+            .layers
+            .iter()
+            .zip(cache.past.iter_mut().zip(&cache.image))
+        {
+            // Causal self-attention over the cached and the new tokens.
+            let a = &l.attention;
+            let q = split_heads(&(a.query.forward(&x)? * scale)?, h)?;
+            let mut k = split_heads(&a.key.forward(&x)?, h)?;
+            let mut v = split_heads(&a.value.forward(&x)?, h)?;
+            if let Some((pk, pv)) = slot.as_ref() {
+                k = Tensor::cat(&[pk, &k], 2)?;
+                v = Tensor::cat(&[pv, &v], 2)?;
+            }
+            let mut scores = q.matmul(&k.t()?)?;
+            if let Some(mask) = &mask {
+                scores = scores.broadcast_add(mask)?;
+            }
+            let attn = merge_heads(&candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?)?;
+            *slot = Some((k, v));
+            x = a.norm.forward(&(a.dense.forward(&attn)? + &x)?)?;
+
+            // Cross-attention: the queries of an image's rows, side by side, against its tokens.
+            let c = &l.cross;
+            let g = cache.group;
+            let q = (c.query.forward(&x)? * scale)?
+                .reshape((images, g, seq, h, hd))?
+                .permute((0, 3, 1, 2, 4))?
+                .reshape((images, h, g * seq, hd))?;
+            let probs = candle_nn::ops::softmax_last_dim(&q.matmul(image_k)?)?;
+            let attn = probs
+                .matmul(image_v)?
+                .reshape((images, h, g, seq, hd))?
+                .permute((0, 2, 3, 1, 4))?
+                .reshape((rows, seq, w))?;
+            x = c.norm.forward(&(c.dense.forward(&attn)? + &x)?)?;
+
+            let m = l
+                .output
+                .forward(&self.act.forward(&l.intermediate.forward(&x)?)?)?;
+            x = l.output_norm.forward(&(m + &x)?)?;
+        }
+        cache.len += seq;
+        let x = self
+            .head_norm
+            .forward(&self.act.forward(&self.head_transform.forward(&x)?)?)?;
+        x.reshape((rows * seq, w))?
+            .matmul(&self.head_weight_t)?
+            .broadcast_add(&self.head_bias)?
+            .reshape((rows, seq, ()))
+    }
+}
+
+/// The token ids generated for one image and their score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generated {
+    /// The start token, then the generated tokens (the end token included when one was
+    /// generated), as `transformers`' `generate` returns them.
+    pub ids: Vec<u32>,
+    /// Mean log-probability per generated token (the start token excluded).
+    pub score: f32,
+}
+
+/// A BLIP captioning model, loaded from a `transformers` folder.
+pub struct Blip {
+    name: String,
+    config: ModelConfig,
+    options: BlipConfig,
+    tokenizer: Tokenizer,
+    vision: VisionModel,
+    text: TextDecoder,
+    bos: u32,
+    sep: u32,
+}
+
+impl std::fmt::Debug for Blip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Blip")
+            .field("name", &self.name)
+            .field("config", &self.config)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Blip {
+    /// Loads `dir/config.json`, `dir/model.safetensors` and `dir/tokenizer.json` with the
+    /// default decoding ([`BlipConfig::default`]); the model is named after the folder. Missing,
+    /// malformed or mismatched files are a [`Error::Model`] naming the file and the problem.
+    pub fn load(dir: &Path) -> Result<Self> {
+        Self::load_with(dir, BlipConfig::default())
+    }
+
+    /// [`Blip::load`] with the given decoding settings.
+    pub fn load_with(dir: &Path, options: BlipConfig) -> Result<Self> {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "blip".into());
+        let config_path = dir.join("config.json");
+        let text = std::fs::read_to_string(&config_path).map_err(|e| {
+            Error::model(
+                &name,
+                format!("{}: cannot read: {e}", config_path.display()),
+            )
+        })?;
+        let config: ModelConfig = serde_json::from_str(&text).map_err(|e| {
+            Error::model(
+                &name,
+                format!("{}: not a BLIP config: {e}", config_path.display()),
+            )
+        })?;
+        let tokenizer_path = dir.join("tokenizer.json");
+        let tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| {
+            Error::model(
+                &name,
+                format!("{}: cannot load: {e}", tokenizer_path.display()),
+            )
+        })?;
+        let weights = dir.join("model.safetensors");
+        let tensors = candle_core::safetensors::load(&weights, &Device::Cpu)
+            .map_err(|e| Error::model(&name, format!("{}: cannot load: {e}", weights.display())))?;
+        Self::from_parts(
+            name,
+            config,
+            tensors,
+            tokenizer,
+            options,
+            &config_path,
+            &weights,
+        )
+    }
+
+    /// Builds the model from its parts; `config_file` and `weights_file` name the sources in
+    /// errors.
+    pub fn from_parts(
+        name: String,
+        config: ModelConfig,
+        tensors: HashMap<String, Tensor>,
+        tokenizer: Tokenizer,
+        options: BlipConfig,
+        config_file: &Path,
+        weights_file: &Path,
+    ) -> Result<Self> {
+        let bad_config =
+            |detail: String| Error::model(&name, format!("{}: {detail}", config_file.display()));
+        let (tc, vc) = (&config.text_config, &config.vision_config);
+        let act = |s: &str| {
+            Activation::parse(s).ok_or_else(|| bad_config(format!("unsupported hidden_act {s:?}")))
+        };
+        let (text_act, vision_act) = (act(&tc.hidden_act)?, act(&vc.hidden_act)?);
+        for (what, width, heads) in [
+            ("text", tc.hidden_size, tc.num_attention_heads),
+            ("vision", vc.hidden_size, vc.num_attention_heads),
+        ] {
+            if width == 0 || heads == 0 || width % heads != 0 {
+                return Err(bad_config(format!(
+                    "{what} width {width} is not a multiple of {heads} heads"
+                )));
+            }
+        }
+        if vc.patch_size == 0 || vc.image_size == 0 || vc.image_size % vc.patch_size != 0 {
+            return Err(bad_config(format!(
+                "image size {} is not a multiple of patch size {}",
+                vc.image_size, vc.patch_size
+            )));
+        }
+        let token = |what: &str, id: Option<u32>| match id {
+            Some(id) if (id as usize) < tc.vocab_size => Ok(id),
+            Some(id) => Err(bad_config(format!(
+                "{what} {id} is outside the vocabulary of {}",
+                tc.vocab_size
+            ))),
+            None => Err(bad_config(format!("no {what}"))),
+        };
+        let bos = token("bos_token_id", tc.bos_token_id)?;
+        let sep = token("sep_token_id", tc.sep_token_id)?;
+        if tokenizer.get_vocab_size(true) > tc.vocab_size {
+            return Err(bad_config(format!(
+                "the tokenizer has {} tokens, the model {}",
+                tokenizer.get_vocab_size(true),
+                tc.vocab_size
+            )));
+        }
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+        let build = || -> candle_core::Result<(VisionModel, TextDecoder)> {
+            Ok((
+                VisionModel::load(vb.pp("vision_model"), vc, vision_act)?,
+                TextDecoder::load(
+                    vb.pp("text_decoder"),
+                    tc,
+                    vc.hidden_size,
+                    config.tie_word_embeddings,
+                    text_act,
+                )?,
+            ))
+        };
+        let (vision, text) =
+            build().map_err(|e| Error::model(&name, format!("{}: {e}", weights_file.display())))?;
+        let blip = Self {
+            name: name.clone(),
+            config: config.clone(),
+            options,
+            tokenizer,
+            vision,
+            text,
+            bos,
+            sep,
+        };
+        blip.check_options(&options)?;
+        Ok(blip)
+    }
+
+    fn check_options(&self, o: &BlipConfig) -> Result<()> {
+        let positions = self.config.text_config.max_position_embeddings;
+        if o.max_tokens == 0 || o.max_tokens >= positions {
+            return Err(Error::Invalid(format!(
+                "{}: max_tokens must be between 1 and {}, got {}",
+                self.name,
+                positions - 1,
+                o.max_tokens
+            )));
+        }
+        if let Decoding::Beam { width: 0 } = o.decoding {
+            return Err(Error::Invalid(format!(
+                "{}: beam width must be at least 1",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// The decoding settings.
+    pub fn options(&self) -> &BlipConfig {
+        &self.options
+    }
+
+    /// Changes the decoding settings (checked against the model: `max_tokens` must leave room
+    /// for the start token in the position table).
+    pub fn set_options(&mut self, options: BlipConfig) -> Result<()> {
+        self.check_options(&options)?;
+        self.options = options;
+        Ok(())
+    }
+
+    /// The configuration the model was built from.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// Side of the square the images are resized to.
+    pub fn image_size(&self) -> usize {
+        self.config.vision_config.image_size
+    }
+
+    /// The tokenizer (`tokenizer.json`).
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Encodes preprocessed images, `(N, 3, S, S)` ([`preprocess`]): the image tokens the
+    /// decoder attends to, `(N, 1 + (S / patch)^2, vision width)` (`vision_model`'s
+    /// `last_hidden_state`).
+    pub fn encode_images(&self, pixel_values: &Tensor) -> Result<Tensor> {
+        let s = self.image_size();
+        let (n, c, h, w) = pixel_values.dims4()?;
+        if n == 0 || c != 3 || h != s || w != s {
+            return Err(Error::Invalid(format!(
+                "{}: expected images of shape (N, 3, {s}, {s}), got ({n}, {c}, {h}, {w})",
+                self.name
+            )));
+        }
+        Ok(self.vision.forward(&pixel_values.to_dtype(DType::F32)?)?)
+    }
+
+    fn check_embeds(&self, image_embeds: &Tensor) -> Result<usize> {
+        let tokens = (self.image_size() / self.config.vision_config.patch_size).pow(2) + 1;
+        let width = self.config.vision_config.hidden_size;
+        match image_embeds.dims() {
+            &[n, t, w] if n > 0 && t == tokens && w == width => Ok(n),
+            dims => Err(Error::Invalid(format!(
+                "{}: expected image embeddings of shape (N, {tokens}, {width}), got {dims:?}",
+                self.name
+            ))),
+        }
+    }
+
+    /// Decoder logits for whole token sequences (teacher forcing), one sequence per image:
+    /// `(N, len, vocab)`, position `i` scoring the token after `ids[..=i]`. All sequences must
+    /// have the same length.
+    pub fn logits(&self, image_embeds: &Tensor, ids: &[Vec<u32>]) -> Result<Tensor> {
+        let n = self.check_embeds(image_embeds)?;
+        let len = ids.first().map_or(0, Vec::len);
+        let vocab = self.config.text_config.vocab_size;
+        if ids.len() != n || len == 0 || ids.iter().any(|s| s.len() != len) {
+            return Err(Error::Invalid(format!(
+                "{}: need {n} token sequences of one non-zero length",
+                self.name
+            )));
+        }
+        if len > self.config.text_config.max_position_embeddings {
+            return Err(Error::Invalid(format!(
+                "{}: {len} tokens do not fit in {} positions",
+                self.name, self.config.text_config.max_position_embeddings
+            )));
+        }
+        if let Some(bad) = ids.iter().flatten().find(|&&t| t as usize >= vocab) {
+            return Err(Error::Invalid(format!(
+                "{}: token id {bad} is outside the vocabulary of {vocab}",
+                self.name
+            )));
+        }
+        let flat: Vec<u32> = ids.iter().flatten().copied().collect();
+        let ids = Tensor::from_vec(flat, (n, len), &Device::Cpu)?;
+        let mut cache = self.text.cache(image_embeds, 1)?;
+        Ok(self.text.forward(&ids, &mut cache)?)
+    }
+
+    /// Generates token ids for each image from its embeddings ([`Blip::encode_images`]) with
+    /// the model's decoding settings.
+    pub fn generate(&self, image_embeds: &Tensor) -> Result<Vec<Generated>> {
+        let n = self.check_embeds(image_embeds)?;
+        match self.options.decoding {
+            Decoding::Greedy | Decoding::Beam { width: 1 } => self.greedy(image_embeds, n),
+            Decoding::Beam { width } => self.beam(image_embeds, n, width),
+        }
+    }
+
+    /// One decoder step for the rows in `last` (one token each): `(rows, vocab)` logits.
+    fn step(&self, last: &[u32], cache: &mut DecoderCache) -> Result<Vec<Vec<f32>>> {
+        let ids = Tensor::from_vec(last.to_vec(), (last.len(), 1), &Device::Cpu)?;
+        let logits = self.text.forward(&ids, cache)?.squeeze(1)?;
+        Ok(logits.to_vec2::<f32>()?)
+    }
+
+    fn greedy(&self, image_embeds: &Tensor, n: usize) -> Result<Vec<Generated>> {
+        let o = self.options;
+        let mut cache = self.text.cache(image_embeds, 1)?;
+        let mut seqs = vec![vec![self.bos]; n];
+        let mut sums = vec![0f32; n];
+        // Images still decoding, in cache order.
+        let mut active: Vec<usize> = (0..n).collect();
+        for step in 0..o.max_tokens {
+            let last: Vec<u32> = active.iter().map(|&i| seqs[i][seqs[i].len() - 1]).collect();
+            let logits = self.step(&last, &mut cache)?;
+            let mut keep = Vec::with_capacity(active.len());
+            for (pos, (&image, row)) in active.iter().zip(&logits).enumerate() {
+                let banned = (step < o.min_tokens).then_some(self.sep as usize);
+                let token = argmax(row, banned);
+                sums[image] += log_softmax_at(row, token);
+                seqs[image].push(token as u32);
+                if token as u32 != self.sep {
+                    keep.push(pos as u32);
+                }
+            }
+            if keep.is_empty() {
+                break;
+            }
+            if keep.len() < active.len() {
+                cache.keep_images(&keep)?;
+                active = keep.iter().map(|&p| active[p as usize]).collect();
+            }
+        }
+        Ok(seqs
+            .into_iter()
+            .zip(sums)
+            .map(|(ids, sum)| {
+                let generated = (ids.len() - 1).max(1) as f32;
+                Generated {
+                    ids,
+                    score: sum / generated,
+                }
+            })
+            .collect())
+    }
+
+    fn beam(&self, image_embeds: &Tensor, n: usize, width: usize) -> Result<Vec<Generated>> {
+        let o = self.options;
+        let sep = self.sep;
+        let mut cache = self.text.cache(image_embeds, width)?;
+        let mut states: Vec<BeamState> = (0..n)
+            .map(|_| BeamState {
+                running: (0..width)
+                    .map(|b| Hypothesis {
+                        score: if b == 0 { 0.0 } else { -1e9 },
+                        ids: vec![self.bos],
+                    })
+                    .collect(),
+                finished: Vec::with_capacity(width),
+            })
+            .collect();
+        let mut active: Vec<usize> = (0..n).collect();
+        for step in 0..o.max_tokens {
+            let last: Vec<u32> = active
+                .iter()
+                .flat_map(|&i| states[i].running.iter().map(|h| h.ids[h.ids.len() - 1]))
+                .collect();
+            let logits = self.step(&last, &mut cache)?;
+            let at_max = step + 1 >= o.max_tokens;
+            let generated = (step + 1) as f32;
+            let mut rows = Vec::with_capacity(last.len());
+            let mut keep = Vec::with_capacity(active.len());
+            for (pos, &image) in active.iter().enumerate() {
+                let state = &mut states[image];
+                let beam_logits = &logits[pos * width..(pos + 1) * width];
+                let candidates = top_candidates(
+                    beam_logits,
+                    &state.running,
+                    (step < o.min_tokens).then_some(sep as usize),
+                    2 * width,
+                );
+                let mut next = Vec::with_capacity(width);
+                let mut origins = Vec::with_capacity(width);
+                for (rank, &(score, beam, token)) in candidates.iter().enumerate() {
+                    let ends = token as u32 == sep || at_max;
+                    if ends {
+                        // Only the best `width` candidates may finish, as in `transformers`.
+                        if rank < width {
+                            let mut ids = state.running[beam].ids.clone();
+                            ids.push(token as u32);
+                            state.add_finished(
+                                Hypothesis {
+                                    score: score / generated,
+                                    ids,
+                                },
+                                width,
+                            );
+                        }
+                    } else if next.len() < width {
+                        let mut ids = state.running[beam].ids.clone();
+                        ids.push(token as u32);
+                        next.push(Hypothesis { score, ids });
+                        origins.push(beam);
+                    }
+                }
+                // Stop when nothing can continue, or when the best running beam (at its current
+                // length) cannot beat the worst of a full set of finished ones.
+                let worst = state
+                    .finished
+                    .iter()
+                    .map(|h| h.score)
+                    .fold(f32::INFINITY, f32::min);
+                let can_improve = state.finished.len() < width
+                    || next.first().is_some_and(|h| h.score / generated > worst);
+                let done = at_max || next.len() < width || !can_improve;
+                if !done {
+                    state.running = next;
+                    rows.extend(origins.iter().map(|&b| (pos * width + b) as u32));
+                    keep.push(pos as u32);
+                }
+            }
+            if keep.is_empty() {
+                break;
+            }
+            // Reorder the rows to the surviving beams, then drop finished images.
+            let mut full_rows = Vec::with_capacity(active.len() * width);
+            let mut kept = keep.iter().peekable();
+            let mut picked = rows.chunks(width);
+            for pos in 0..active.len() as u32 {
+                if kept.peek() == Some(&&pos) {
+                    kept.next();
+                    full_rows.extend_from_slice(picked.next().unwrap_or(&[]));
+                } else {
+                    let base = pos * width as u32;
+                    full_rows.extend(base..base + width as u32);
+                }
+            }
+            cache.select_rows(&full_rows)?;
+            if keep.len() < active.len() {
+                cache.keep_images(&keep)?;
+                active = keep.iter().map(|&p| active[p as usize]).collect();
+            }
+        }
+        Ok(states
+            .into_iter()
+            .map(|s| {
+                let best = s.finished.into_iter().chain(s.running).reduce(|a, b| {
+                    if b.score > a.score {
+                        b
+                    } else {
+                        a
+                    }
+                });
+                let best = best.unwrap_or(Hypothesis {
+                    score: 0.0,
+                    ids: vec![self.bos],
+                });
+                Generated {
+                    ids: best.ids,
+                    score: best.score,
+                }
+            })
+            .collect())
+    }
+
+    /// The caption text of generated ids (special tokens dropped, spaces trimmed).
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        let text = self
+            .tokenizer
+            .decode(ids, true)
+            .map_err(|e| Error::model(&self.name, format!("cannot decode tokens: {e}")))?;
+        Ok(text.trim().to_string())
+    }
+
+    /// Captions preprocessed images `(N, 3, S, S)`.
+    pub fn caption_pixels(&self, pixel_values: &Tensor) -> Result<Vec<Caption>> {
+        let embeds = self.encode_images(pixel_values)?;
+        self.generate(&embeds)?
+            .into_iter()
+            .map(|g| {
+                Ok(Caption {
+                    text: self.decode(&g.ids)?,
+                    score: g.score,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A hypothesis of beam search: its tokens and score (sum of log-probabilities while running,
+/// divided by the generated length once finished).
+#[derive(Debug, Clone)]
+struct Hypothesis {
+    score: f32,
+    ids: Vec<u32>,
+}
+
+/// Beam search state of one image.
+struct BeamState {
+    running: Vec<Hypothesis>,
+    finished: Vec<Hypothesis>,
+}
+
+impl BeamState {
+    /// Adds a finished hypothesis, keeping the best `width`.
+    fn add_finished(&mut self, h: Hypothesis, width: usize) {
+        self.finished.push(h);
+        // Stable: among equal scores the earlier stays ahead.
+        self.finished.sort_by(|a, b| b.score.total_cmp(&a.score));
+        self.finished.truncate(width);
+    }
+}
+
+/// The `k` best continuations `(summed log-prob, beam, token)` over all beams, best first
+/// (ties: lower flat index first); `banned` gets no probability.
+fn top_candidates(
+    logits: &[Vec<f32>],
+    running: &[Hypothesis],
+    banned: Option<usize>,
+    k: usize,
+) -> Vec<(f32, usize, usize)> {
+    let mut all: Vec<(f32, usize, usize)> = Vec::new();
+    for (beam, (row, h)) in logits.iter().zip(running).enumerate() {
+        let lse = log_sum_exp(row);
+        for (token, &x) in row.iter().enumerate() {
+            let logp = if Some(token) == banned {
+                f32::NEG_INFINITY
+            } else {
+                x - lse
+            };
+            all.push((logp + h.score, beam, token));
+        }
+    }
+    let k = k.min(all.len());
+    let order = |a: &(f32, usize, usize), b: &(f32, usize, usize)| {
+        b.0.total_cmp(&a.0).then((a.1, a.2).cmp(&(b.1, b.2)))
+    };
+    if k < all.len() {
+        all.select_nth_unstable_by(k, order);
+        all.truncate(k);
+    }
+    all.sort_by(order);
+    all
+}
+
+fn log_sum_exp(row: &[f32]) -> f32 {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    max + row.iter().map(|&x| (x - max).exp()).sum::<f32>().ln()
+}
+
+/// Log-softmax of `row` at `index`.
+fn log_softmax_at(row: &[f32], index: usize) -> f32 {
+    row[index] - log_sum_exp(row)
+}
+
+/// Index of the first largest value, skipping `banned`.
+fn argmax(row: &[f32], banned: Option<usize>) -> usize {
+    let mut best = usize::MAX;
+    for (i, &x) in row.iter().enumerate() {
+        if Some(i) == banned {
+            continue;
+        }
+        if best == usize::MAX || x > row[best] {
+            best = i;
+        }
+    }
+    best.min(row.len().saturating_sub(1))
+}
+
+/// Resizes to `size x size` as Pillow does: the horizontal pass first, rounded to 8 bits, then
+/// the vertical pass (bicubic, Catmull-Rom as Pillow's BICUBIC, widened when shrinking). Keeping
+/// the 8-bit step matters at sharp edges, where the clamped overshoot of the first pass changes
+/// the second by up to 9 levels.
+pub fn resize_square(image: &RgbImage, size: u32) -> Result<RgbImage> {
+    let (w, h) = image.dimensions();
+    if w == 0 || h == 0 || size == 0 {
+        return Err(Error::Invalid(format!(
+            "cannot resize a {w}x{h} image to {size}"
+        )));
+    }
+    let rows = imageops::resize(image, size, h, FilterType::CatmullRom);
+    Ok(imageops::resize(&rows, size, size, FilterType::CatmullRom))
+}
+
+/// `BlipImageProcessor`'s preprocessing: each image resized to `size x size` ([`resize_square`],
+/// no crop, the aspect ratio is not kept), then `(x / 255 - mean) / std` per channel with CLIP's
+/// mean and standard deviation, stacked as an `(N, 3, size, size)` f32 tensor.
+pub fn preprocess(images: &[RgbImage], size: usize) -> Result<Tensor> {
+    if images.is_empty() {
+        return Err(Error::Invalid("no images to preprocess".into()));
+    }
+    let plane = size * size;
+    let mut data = vec![0f32; images.len() * 3 * plane];
+    for (image, dst) in images.iter().zip(data.chunks_mut(3 * plane)) {
+        let square = resize_square(image, size as u32)?;
+        for (i, px) in square.as_raw().chunks_exact(3).enumerate() {
+            for c in 0..3 {
+                dst[c * plane + i] = (px[c] as f32 / 255.0 - CLIP_MEAN[c]) / CLIP_STD[c];
+            }
+        }
+    }
+    Ok(Tensor::from_vec(
+        data,
+        (images.len(), 3, size, size),
+        &Device::Cpu,
+    )?)
+}
+
+impl Captioner for Blip {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn caption(&self, images: &[RgbImage]) -> Result<Vec<Caption>> {
+        let mut out = Vec::with_capacity(images.len());
+        for chunk in images.chunks(IMAGE_BATCH) {
+            let x = preprocess(chunk, self.image_size())?;
+            out.extend(self.caption_pixels(&x)?);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_takes_the_first_best_and_skips_the_banned() {
+        assert_eq!(argmax(&[1.0, 3.0, 3.0, 2.0], None), 1);
+        assert_eq!(argmax(&[1.0, 3.0, 3.0, 2.0], Some(1)), 2);
+        assert_eq!(argmax(&[5.0, 1.0], Some(0)), 1);
+    }
+
+    #[test]
+    fn candidates_are_summed_log_probs_best_first() {
+        let logits = vec![vec![0.0, 1.0, 2.0], vec![2.0, 0.0, 0.0]];
+        let running = vec![
+            Hypothesis {
+                score: 0.0,
+                ids: vec![9],
+            },
+            Hypothesis {
+                score: -1e9,
+                ids: vec![9],
+            },
+        ];
+        let top = top_candidates(&logits, &running, None, 2);
+        assert_eq!((top[0].1, top[0].2), (0, 2));
+        assert_eq!((top[1].1, top[1].2), (0, 1));
+        let lse = log_sum_exp(&logits[0]);
+        assert!((top[0].0 - (2.0 - lse)).abs() < 1e-6);
+        let banned = top_candidates(&logits, &running, Some(2), 2);
+        assert_eq!((banned[0].1, banned[0].2), (0, 1));
+    }
+
+    #[test]
+    fn images_are_squashed_to_the_square_and_normalised() {
+        let img = RgbImage::from_pixel(40, 10, image::Rgb([255, 0, 128]));
+        let t = preprocess(&[img], 8).unwrap();
+        assert_eq!(t.dims(), &[1, 3, 8, 8]);
+        let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!((v[0] - (1.0 - CLIP_MEAN[0]) / CLIP_STD[0]).abs() < 1e-6);
+        assert!((v[64] - (0.0 - CLIP_MEAN[1]) / CLIP_STD[1]).abs() < 1e-6);
+        assert!((v[191] - (128.0 / 255.0 - CLIP_MEAN[2]) / CLIP_STD[2]).abs() < 1e-6);
+    }
+}
