@@ -86,6 +86,13 @@ struct GenerationFlags {
     /// Load the index's image encoder from this folder (see `index --model-dir`).
     #[arg(long, value_name = "DIR")]
     model_dir: Option<PathBuf>,
+    /// Caption with this model too (blip-base, blip-large: fetched from the Hugging Face hub).
+    #[arg(long, value_name = "NAME")]
+    captioner: Vec<String>,
+    /// Caption with the BLIP checkpoint in this folder (config.json, model.safetensors,
+    /// tokenizer.json).
+    #[arg(long, value_name = "DIR")]
+    captioner_dir: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -774,6 +781,8 @@ fn open(root: &Path, flags: &GenerationFlags, config: GenerateConfig) -> Result<
         &flags.index,
         &LoadOptions {
             image_model_dir: flags.model_dir.clone(),
+            captioners: flags.captioner.clone(),
+            captioner_dirs: flags.captioner_dir.clone(),
             ..LoadOptions::default()
         },
         config,

@@ -353,3 +353,79 @@ fn photos() -> PathBuf {
     })
     .clone()
 }
+
+#[test]
+fn text_aligned_encoder_and_captioner_feed_the_ensemble() {
+    let dir = scratch("aligned");
+    let clip = common::tiny_clip_dir();
+    let blip = root().join("tests/fixtures/blip/base");
+    std::fs::write(dir.join("corpus.tsv"), sample_tsv(150)).unwrap();
+    run_ok(&["import", "corpus.tsv", "--index", "idx"], &dir);
+    let folder = data_dir().join("eval/kaggle_sample");
+    let csv = folder.join("prompts.csv");
+    run_ok(
+        &[
+            "index",
+            folder.to_str().unwrap(),
+            "--prompts",
+            csv.to_str().unwrap(),
+            "--model",
+            "clip-vit-b-32",
+            "--model-dir",
+            clip.to_str().unwrap(),
+            "--index",
+            "idx",
+        ],
+        &dir,
+    );
+    let image = folder.join("images/227ef0887.png");
+    let started = std::time::Instant::now();
+    let found = generate_json(
+        &dir.join("idx"),
+        &image,
+        &[
+            "--model-dir",
+            clip.to_str().unwrap(),
+            "--captioner-dir",
+            blip.to_str().unwrap(),
+            "--mode",
+            "classic",
+        ],
+    );
+    let first = started.elapsed();
+    let kinds: Vec<&str> = found["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
+    for kind in ["caption", "cross_modal", "neighbour", "corpus", "prior"] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    // CLIP has no ImageNet head: no tags.
+    assert!(!kinds.contains(&"tags"));
+    assert_eq!(found["captions"].as_array().unwrap().len(), 1);
+    // Classic mode: at most one medium, artist, movement and trending phrase, ranked by CLIP.
+    let modifiers = found["modifiers"].as_array().unwrap();
+    assert_eq!(modifiers.len(), 6, "{modifiers:?}");
+    for category in ["medium", "artist", "movement", "trending"] {
+        let n = modifiers.iter().filter(|m| m["category"] == category).count();
+        assert!(n <= 1, "{category}: {modifiers:?}");
+    }
+    // The vocabulary was embedded with CLIP's text tower once, and cached in the index.
+    let cached: Vec<String> = std::fs::read_dir(dir.join("idx/cache"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(cached.iter().any(|n| n.starts_with("vocabulary-clip-vit-b-32")), "{cached:?}");
+    let started = std::time::Instant::now();
+    let again = generate_json(
+        &dir.join("idx"),
+        &image,
+        &["--model-dir", clip.to_str().unwrap(), "--mode", "classic"],
+    );
+    let second = started.elapsed();
+    assert_eq!(again["modifiers"], found["modifiers"]);
+    eprintln!("first run {first:?}, second run {second:?}");
+    assert!(second < first, "the second run re-embedded the vocabulary");
+}

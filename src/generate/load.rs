@@ -5,7 +5,7 @@ use std::path::Path;
 use super::{GenerateConfig, Generator, Models, Vocabulary};
 use crate::models::caption::ImageNetTagger;
 use crate::models::load::{
-    ensure_model, load_image_encoder, load_image_encoder_from, load_imagenet_classes, load_minilm,
+    ensure_model, load_captioner, load_image_encoder, load_image_encoder_from, load_imagenet_classes, load_minilm,
 };
 use crate::models::registry::INTERROGATOR_VOCAB;
 use crate::models::text::EmbedConfig;
@@ -26,6 +26,10 @@ pub struct LoadOptions {
     /// Load the index's image encoder from this folder instead of the models folder (a local
     /// checkpoint, as `index --model-dir` takes).
     pub image_model_dir: Option<std::path::PathBuf>,
+    /// Captioners by registry name (`blip-base`, `blip-large`; fetched from the hub).
+    pub captioners: Vec<String>,
+    /// Captioners from local BLIP checkpoint folders.
+    pub captioner_dirs: Vec<std::path::PathBuf>,
 }
 
 /// Opens the index at `index_dir` read-only and loads MiniLM, the index's image encoder (or
@@ -87,13 +91,20 @@ pub fn open_generator(
         let dir = ensure_model(models_root, &INTERROGATOR_VOCAB, progress)?;
         Some(Vocabulary::load_dir(&dir)?)
     };
+    let mut captioners = Vec::new();
+    for name in &options.captioners {
+        captioners.push(load_captioner(models_root, name, None, progress)?);
+    }
+    for dir in &options.captioner_dirs {
+        captioners.push(load_captioner(models_root, "blip", Some(dir), progress)?);
+    }
     Generator::new(
         index,
         Models {
             text: Box::new(text),
             image,
             tagger,
-            captioners: Vec::new(),
+            captioners,
             vocabulary,
         },
         config,

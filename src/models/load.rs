@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::fetch::{sha256_file, weights_sha256};
+use super::caption::{Blip, Captioner};
 use super::image::{ClipModel, EfficientNetLite, ImageEncoder, ImageNetClasses};
 use super::registry::{
     find_model, Checksum, ModelSpec, CLIP_VIT_B_32, CLIP_VIT_H_14, CLIP_VIT_L_14, IMAGENET_CLASSES,
@@ -123,4 +124,29 @@ pub fn load_imagenet_classes(
     progress: &mut dyn FnMut(&str),
 ) -> Result<ImageNetClasses> {
     ImageNetClasses::load_dir(&ensure_model(root, &IMAGENET_CLASSES, progress)?)
+}
+
+/// Registry names of the captioners [`load_captioner`] accepts.
+pub const CAPTIONERS: &[&str] = &["blip-base", "blip-large"];
+
+/// Loads the captioner named `name` (see [`CAPTIONERS`]), fetching it if needed, or from the
+/// folder `dir` when given (a local `BlipForConditionalGeneration` checkpoint).
+pub fn load_captioner(
+    root: &Path,
+    name: &str,
+    dir: Option<&Path>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Box<dyn Captioner>> {
+    if let Some(dir) = dir {
+        return Ok(Box::new(Blip::load(dir)?));
+    }
+    let spec = find_model(name)
+        .filter(|s| CAPTIONERS.contains(&s.name))
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "unknown captioner {name}; known: {}",
+                CAPTIONERS.join(", ")
+            ))
+        })?;
+    Ok(Box::new(Blip::load(&ensure_model(root, spec, progress)?)?))
 }

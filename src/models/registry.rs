@@ -314,6 +314,35 @@ pub const CLIP_VIT_H_14: ModelSpec = ModelSpec {
     requires: &[],
 };
 
+/// The files of a `transformers` `BlipForConditionalGeneration` checkpoint on the hub.
+const BLIP_FILES: &[ModelFile] = &[
+    ModelFile::pinned_by_hub("model.safetensors"),
+    ModelFile::pinned_by_hub("config.json"),
+    ModelFile::pinned_by_hub("tokenizer.json"),
+];
+
+/// BLIP captioning, base (ViT-B/16 at 384 px): CLIP Interrogator's fast captioner.
+pub const BLIP_BASE: ModelSpec = ModelSpec {
+    name: "blip-base",
+    description: "BLIP image captioner, base (ViT-B, 384 px)",
+    hf_repo: "Salesforce/blip-image-captioning-base",
+    files: BLIP_FILES,
+    mirror: None,
+    convert: None,
+    requires: &[],
+};
+
+/// BLIP captioning, large (ViT-L/16 at 384 px): CLIP Interrogator's default captioner.
+pub const BLIP_LARGE: ModelSpec = ModelSpec {
+    name: "blip-large",
+    description: "BLIP image captioner, large (ViT-L, 384 px)",
+    hf_repo: "Salesforce/blip-image-captioning-large",
+    files: BLIP_FILES,
+    mirror: None,
+    convert: None,
+    requires: &[],
+};
+
 /// Every model in the registry.
 pub const REGISTRY: &[ModelSpec] = &[
     MINILM,
@@ -324,6 +353,8 @@ pub const REGISTRY: &[ModelSpec] = &[
     CLIP_VIT_B_32,
     CLIP_VIT_L_14,
     CLIP_VIT_H_14,
+    BLIP_BASE,
+    BLIP_LARGE,
 ];
 
 /// Looks a model up by name (case-insensitive).
