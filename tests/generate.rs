@@ -409,7 +409,10 @@ fn text_aligned_encoder_and_captioner_feed_the_ensemble() {
     let modifiers = found["modifiers"].as_array().unwrap();
     assert_eq!(modifiers.len(), 6, "{modifiers:?}");
     for category in ["medium", "artist", "movement", "trending"] {
-        let n = modifiers.iter().filter(|m| m["category"] == category).count();
+        let n = modifiers
+            .iter()
+            .filter(|m| m["category"] == category)
+            .count();
         assert!(n <= 1, "{category}: {modifiers:?}");
     }
     // The vocabulary was embedded with CLIP's text tower once, and cached in the index.
@@ -417,7 +420,12 @@ fn text_aligned_encoder_and_captioner_feed_the_ensemble() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(cached.iter().any(|n| n.starts_with("vocabulary-clip-vit-b-32")), "{cached:?}");
+    assert!(
+        cached
+            .iter()
+            .any(|n| n.starts_with("vocabulary-clip-vit-b-32")),
+        "{cached:?}"
+    );
     let started = std::time::Instant::now();
     let again = generate_json(
         &dir.join("idx"),

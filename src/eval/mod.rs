@@ -114,6 +114,8 @@ pub struct ImageResult {
     pub scores: BTreeMap<Method, f32>,
     /// Generation time in milliseconds.
     pub latency_ms: f64,
+    /// Similarity of the nearest indexed image (after exclusions), when there was one.
+    pub neighbour_similarity: Option<f32>,
     /// Why the image could not be evaluated.
     pub error: Option<String>,
     /// MiniLM vector of the truth (for plots).
@@ -179,6 +181,7 @@ pub fn evaluate(
             generated: String::new(),
             scores: BTreeMap::new(),
             latency_ms: 0.0,
+            neighbour_similarity: None,
             error: None,
             truth_vector: truth.clone(),
             ensemble_vector: Vec::new(),
@@ -187,6 +190,11 @@ pub fn evaluate(
             Ok(generated) => {
                 result.generated = generated.prompt.clone();
                 result.latency_ms = generated.timings_ms.total;
+                result.neighbour_similarity = generated
+                    .parts
+                    .iter()
+                    .find(|p| p.kind == crate::generate::PartKind::Neighbour)
+                    .and_then(|p| p.similarity);
                 result.ensemble_vector = generated.ensemble.clone();
                 for &method in &config.methods {
                     let vector = method_vector(method, &generated, constant);

@@ -37,7 +37,8 @@ pub struct Part {
     pub text: String,
     /// Its share of the ensemble (all weights sum to 1).
     pub weight: f32,
-    /// Its share within its kind (the kind's shares sum to 1).
+    /// Its share within its kind (the kind's shares sum to 1 at most: less when the
+    /// candidates are weak matches).
     pub share: f32,
     /// Similarity that ranked it (image or query similarity), when it has one.
     pub similarity: Option<f32>,
@@ -49,8 +50,9 @@ pub struct Part {
 }
 
 /// Weights of the kinds of candidates; within a kind, candidates share the kind's weight by a
-/// softmax of their similarities (see [`GenerateConfig::temperature`](super::GenerateConfig)).
-/// Kinds with no candidate drop out and the rest are renormalised.
+/// softmax of their similarities (see [`GenerateConfig::temperature`](super::GenerateConfig)),
+/// and a kind whose candidates are all weak matches gets less than its full weight. Kinds with
+/// no candidate drop out and the rest are renormalised.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Weights {
     /// Captions.
@@ -118,10 +120,7 @@ pub fn shares(similarities: &[f32], temperature: f32) -> Vec<f32> {
 /// Sets each part's weight (kind weight x its share within the kind, all summing to 1) and
 /// returns the unit-length weighted mean of their vectors.
 pub fn combine(parts: &mut [Part], weights: &Weights) -> Vec<f32> {
-    let mut present: Vec<PartKind> = parts.iter().map(|p| p.kind).collect();
-    present.sort();
-    present.dedup();
-    let total: f32 = present.iter().map(|k| weights.of(*k)).sum();
+    let total: f32 = parts.iter().map(|p| weights.of(p.kind) * p.share).sum();
     let dim = parts.first().map_or(0, |p| p.vector.len());
     let mut mean = vec![0f32; dim];
     for part in parts.iter_mut() {

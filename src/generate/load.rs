@@ -5,7 +5,8 @@ use std::path::Path;
 use super::{GenerateConfig, Generator, Models, Vocabulary};
 use crate::models::caption::ImageNetTagger;
 use crate::models::load::{
-    ensure_model, load_captioner, load_image_encoder, load_image_encoder_from, load_imagenet_classes, load_minilm,
+    ensure_model, load_captioner, load_image_encoder, load_image_encoder_from,
+    load_imagenet_classes, load_minilm,
 };
 use crate::models::registry::INTERROGATOR_VOCAB;
 use crate::models::text::EmbedConfig;

@@ -65,6 +65,19 @@ pub struct GenerateConfig {
     pub ef: usize,
     /// Ignore the prompt stored in the image file.
     pub ignore_metadata: bool,
+    /// Image similarity below which a neighbour's prompt gets no weight...
+    pub neighbour_floor: f32,
+    /// ...and from which it gets its full weight (linear in between). The defaults suit
+    /// EfficientNet-Lite features, where unrelated SD images sit at 0.2-0.4.
+    pub neighbour_full: f32,
+}
+
+impl GenerateConfig {
+    /// The fraction of its weight a neighbour at image similarity `similarity` keeps.
+    pub fn neighbour_confidence(&self, similarity: f32) -> f32 {
+        let span = (self.neighbour_full - self.neighbour_floor).max(1e-6);
+        ((similarity - self.neighbour_floor) / span).clamp(0.0, 1.0)
+    }
 }
 
 impl Default for GenerateConfig {
@@ -80,6 +93,8 @@ impl Default for GenerateConfig {
             bridge_classes: 5,
             ef: 64,
             ignore_metadata: false,
+            neighbour_floor: 0.3,
+            neighbour_full: 0.5,
         }
     }
 }
@@ -233,8 +248,11 @@ impl Generator {
         let aligned = models.image.as_ref().and_then(|e| e.text_embedder());
         let vocabulary_vectors = match (aligned, &models.vocabulary) {
             (Some(embedder), Some(vocabulary)) => {
-                let phrases: Vec<String> =
-                    vocabulary.phrases().iter().map(|(p, _)| p.clone()).collect();
+                let phrases: Vec<String> = vocabulary
+                    .phrases()
+                    .iter()
+                    .map(|(p, _)| p.clone())
+                    .collect();
                 cache::cached_vectors(
                     index.dir(),
                     &format!("vocabulary-{}", embedder.name()),
@@ -401,7 +419,7 @@ impl Generator {
                 let Some((prompt, _)) = self.index.text().get(hit.id)? else {
                     continue;
                 };
-                if prompt.is_empty() || exclude.excludes(hit.id, &prompt) {
+                if too_short(&prompt) || exclude.excludes(hit.id, &prompt) {
                     continue;
                 }
                 cross_modal.push((hit.id, prompt, hit.similarity));
@@ -452,7 +470,7 @@ impl Generator {
             parts.push(candidate(
                 PartKind::Neighbour,
                 prompt,
-                *share,
+                share * config.neighbour_confidence(*similarity),
                 Some(*similarity),
                 Some(*id),
                 &mut first_vectors,
@@ -480,11 +498,7 @@ impl Generator {
         let mut corpus: Vec<(u64, String, f32)> = Vec::new();
         if let (Some(graph), Some(query)) = (self.index.vectors(), &query) {
             let wanted = config.corpus * 2 + exclude.ids.len() + neighbours.len() + 8;
-            let taken: HashSet<u64> = neighbours
-                .iter()
-                .chain(&cross_modal)
-                .map(|n| n.0)
-                .collect();
+            let taken: HashSet<u64> = neighbours.iter().chain(&cross_modal).map(|n| n.0).collect();
             for hit in graph.search(query, wanted, config.ef)? {
                 if taken.contains(&hit.id) {
                     continue;
@@ -492,7 +506,7 @@ impl Generator {
                 let Some((prompt, _)) = self.index.text().get(hit.id)? else {
                     continue;
                 };
-                if prompt.is_empty() || exclude.excludes(hit.id, &prompt) {
+                if too_short(&prompt) || exclude.excludes(hit.id, &prompt) {
                     continue;
                 }
                 corpus.push((hit.id, prompt, hit.similarity));
@@ -645,7 +659,11 @@ impl Generator {
     ) -> Result<(String, Vec<f32>, f32)> {
         let mut texts: Vec<String> = Vec::new();
         let mut vectors: Vec<Vec<f32>> = Vec::new();
-        for part in parts.iter().filter(|p| !p.text.is_empty()) {
+        let long_enough = parts.iter().any(|p| !too_short(&p.text));
+        for part in parts
+            .iter()
+            .filter(|p| !p.text.is_empty() && !(long_enough && too_short(&p.text)))
+        {
             texts.push(part.text.clone());
             vectors.push(part.vector.clone());
         }
@@ -673,6 +691,14 @@ impl Generator {
             .ok_or_else(|| Error::Invalid("no candidate text to choose from".into()))?;
         Ok((texts.swap_remove(best), vectors.swap_remove(best), cosine))
     }
+}
+
+/// Words a corpus prompt needs to be a candidate: corpora hold fragments like "a" or "cat"
+/// that sit near the mean of everything and would otherwise win as the "closest" text.
+const MIN_WORDS: usize = 3;
+
+fn too_short(text: &str) -> bool {
+    text.split_whitespace().count() < MIN_WORDS
 }
 
 /// A candidate with the next vector of an embedding round.

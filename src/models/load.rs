@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::fetch::{sha256_file, weights_sha256};
 use super::caption::{Blip, Captioner};
+use super::fetch::{sha256_file, weights_sha256};
 use super::image::{ClipModel, EfficientNetLite, ImageEncoder, ImageNetClasses};
 use super::registry::{
     find_model, Checksum, ModelSpec, CLIP_VIT_B_32, CLIP_VIT_H_14, CLIP_VIT_L_14, IMAGENET_CLASSES,
