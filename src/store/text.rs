@@ -41,6 +41,7 @@ pub struct TextHit {
 
 /// The tantivy index of one promptdex index.
 pub struct TextIndex {
+    dir: std::path::PathBuf,
     index: Index,
     reader: IndexReader,
     id: Field,
@@ -74,6 +75,7 @@ impl TextIndex {
                 .map_err(|_| Error::index(dir, format!("text index has no `{name}` field")))
         };
         Ok(Self {
+            dir: dir.to_path_buf(),
             id: field("id")?,
             prompt: field("prompt")?,
             metadata: field("metadata")?,
@@ -85,10 +87,18 @@ impl TextIndex {
     /// How far the index follows the catalog.
     pub fn watermark(&self) -> Result<Watermark> {
         let metas = self.index.load_metas()?;
-        Ok(metas
-            .payload
-            .and_then(|p| serde_json::from_str(&p).ok())
-            .unwrap_or_default())
+        let Some(payload) = metas.payload else {
+            return Ok(Watermark::default());
+        };
+        // Indexes written before withdrawals existed recorded the record count alone.
+        if let Ok(records) = payload.trim().parse::<u64>() {
+            return Ok(Watermark {
+                records,
+                deletions: 0,
+            });
+        }
+        serde_json::from_str(&payload)
+            .map_err(|e| Error::index(&self.dir, format!("text index watermark is damaged: {e}")))
     }
 
     /// Adds the catalog's records from the index's watermark up to `target` and withdraws the
@@ -105,6 +115,9 @@ impl TextIndex {
         let mut added = 0;
         for item in catalog.range(from.records, target.records) {
             let (id, record) = item?;
+            // Replaces any copy of the record (from a run that synced without its watermark),
+            // so a document is never in the index twice.
+            writer.delete_term(Term::from_field_u64(self.id, id));
             writer.add_document(doc!(
                 self.id => id,
                 self.prompt => record.prompt().unwrap_or_default(),
@@ -186,5 +199,37 @@ impl TextIndex {
             .and_then(|s| serde_json::from_str(s).ok())
             .unwrap_or_default();
         Ok(Some((prompt, metadata)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_and_damaged_watermarks() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = TextIndex::open_or_create(dir.path()).unwrap();
+        assert_eq!(text.watermark().unwrap(), Watermark::default());
+        let commit = |payload: &str| {
+            let mut writer = text
+                .index
+                .writer_with_num_threads::<TantivyDocument>(1, WRITER_HEAP)
+                .unwrap();
+            let mut prepared = writer.prepare_commit().unwrap();
+            prepared.set_payload(payload);
+            prepared.commit().unwrap();
+        };
+        commit("100000");
+        assert_eq!(
+            text.watermark().unwrap(),
+            Watermark {
+                records: 100_000,
+                deletions: 0
+            }
+        );
+        commit("{not json");
+        let err = text.watermark().unwrap_err().to_string();
+        assert!(err.contains("watermark is damaged"), "{err}");
     }
 }
