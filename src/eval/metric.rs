@@ -81,4 +81,14 @@ mod tests {
         assert_eq!(summarize(&[0.5]).unwrap().ci95, (0.5, 0.5));
         assert!(summarize(&[]).is_none());
     }
+
+    #[test]
+    fn a_nan_cv_survives_json() {
+        let s = summarize(&[0.0, 0.0]).unwrap();
+        assert!(s.cv.is_nan());
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains("\"cv\":null"), "{json}");
+        let back: Summary = serde_json::from_str(&json).unwrap();
+        assert!(back.cv.is_nan() && back.mean == 0.0 && back.n == 2);
+    }
 }

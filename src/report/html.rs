@@ -82,9 +82,9 @@ fn heat(score: f32) -> String {
 }
 
 fn figure(html: &mut String, file: &str, caption: &str) {
-    let _ = write!(
+    let _ = writeln!(
         html,
-        "<figure><img class=\"plot\" src=\"{}\" alt=\"{}\"><figcaption>{}</figcaption></figure>\n",
+        "<figure><img class=\"plot\" src=\"{}\" alt=\"{}\"><figcaption>{}</figcaption></figure>",
         escape(file),
         escape(caption),
         escape(caption)
