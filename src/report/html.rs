@@ -68,12 +68,30 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.best td { font-weight: bold; }
 td.prompt { max-width: 380px; font-size: 0.92em; }
 td.thumb { width: 128px; text-align: center; }
+.name { font-size: 0.8em; word-break: break-all; }
 .missing { width: 128px; height: 96px; background: #eee; color: #777; display: flex;
   align-items: center; justify-content: center; font-size: 0.85em; }
 img.plot { max-width: 100%; border: 1px solid #eee; margin: 0.4em 0; }
 .note { color: #8a4b00; } .error { color: #b00020; } .muted { color: #777; }
 figure { margin: 0.8em 0; } figcaption { color: #555; font-size: 0.92em; }
 ";
+
+/// Longest file name shown under a thumbnail (the full path is in its tooltip).
+const NAME_CHARS: usize = 28;
+
+/// `text` cut to `max` characters, the middle replaced by an ellipsis.
+fn shorten(text: &str, max: usize) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= max {
+        return text.to_string();
+    }
+    let head = (max - 1) / 2;
+    let tail = max - 1 - head;
+    let mut out: String = chars[..head].iter().collect();
+    out.push('…');
+    out.extend(&chars[chars.len() - tail..]);
+    out
+}
 
 /// Background colour of a score cell: red at 0 through yellow to green at 1.
 fn heat(score: f32) -> String {
@@ -265,10 +283,11 @@ fn images(h: &mut String, page: &Page) {
         let _ = write!(
             h,
             "<tr><td class=\"num\">{}</td><td class=\"thumb\">{picture}<br>\
-             <span class=\"muted\">{}</span></td><td class=\"prompt\">{}</td>\
+             <span class=\"muted name\" title=\"{}\">{}</span></td><td class=\"prompt\">{}</td>\
              <td class=\"prompt\">{generated}</td>",
             rank + 1,
-            escape(&name),
+            escape(&r.image),
+            escape(&shorten(&name, NAME_CHARS)),
             escape(&r.truth)
         );
         for m in &shown {
@@ -299,6 +318,8 @@ mod tests {
             "&lt;b&gt;&quot;a&quot; &amp; &#39;b&#39;&lt;/b&gt;"
         );
         assert_eq!(heat(1.5), "hsl(120, 65%, 86%)");
+        assert_eq!(shorten("abcdefghij", 5), "ab…ij");
+        assert_eq!(shorten("abc", 5), "abc");
         assert_eq!(heat(-0.2), "hsl(0, 65%, 86%)");
     }
 }

@@ -451,7 +451,7 @@ pub fn terms(path: &Path, title: &str, top: &[(String, usize)], prompts: usize) 
             .caption(title, (FAMILY, 22))
             .margin(16)
             .x_label_area_size(40)
-            .y_label_area_size(200)
+            .y_label_area_size(150)
             .build_cartesian_2d(0f64..most, Rows(rows))?;
         chart
             .configure_mesh()
