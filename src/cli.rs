@@ -57,6 +57,8 @@ enum Command {
     Generate(GenerateArgs),
     /// Score prompt generation on an `image,prompt` CSV with the Kaggle metric.
     Eval(EvalArgs),
+    /// Write an HTML report with plots from the JSON of `eval --json` (and the index).
+    Report(ReportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -141,6 +143,19 @@ struct EvalArgs {
     /// Print the full report as JSON.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, Args)]
+struct ReportArgs {
+    /// What `promptdex eval --json` printed.
+    #[arg(value_name = "EVAL.json")]
+    eval: PathBuf,
+    /// Index directory, for its prompt statistics (left out: no index section).
+    #[arg(long, value_name = "DIR")]
+    index: Option<PathBuf>,
+    /// Folder to write `index.html`, the plots and the thumbnails into.
+    #[arg(long, value_name = "FOLDER", default_value = "report")]
+    out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -273,6 +288,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Search(args) => search(&models_root, args),
         Command::Generate(args) => generate(&models_root, args),
         Command::Eval(args) => eval(&models_root, args),
+        Command::Report(args) => report(args),
     }
 }
 
@@ -926,6 +942,23 @@ fn eval(root: &Path, args: EvalArgs) -> Result<()> {
             w.caption, w.tags, w.neighbours, w.corpus, w.cross_modal, w.modifiers, w.prior
         )?;
     }
+    Ok(())
+}
+
+fn report(args: ReportArgs) -> Result<()> {
+    let eval = promptdex::report::read_eval(&args.eval)?;
+    let written =
+        promptdex::report::write_report(&eval, &args.eval, args.index.as_deref(), &args.out)?;
+    for note in &written.notes {
+        eprintln!("note: {note}");
+    }
+    println!(
+        "wrote {} ({} plots, {} of {} thumbnails)",
+        written.page.display(),
+        written.plots.len(),
+        written.thumbnails,
+        eval.per_image.len()
+    );
     Ok(())
 }
 

@@ -2,7 +2,8 @@
 //!
 //! The crate follows the data flow of the engine, one module per stage:
 //! [`models`] (fetch and run the neural models) -> [`ingest`] (read corpora) ->
-//! [`store`] (sled catalog, HNSW vectors, tantivy text) -> [`search`] (BM25, semantic, fused).
+//! [`store`] (sled catalog, HNSW vectors, tantivy text) -> [`search`] (BM25, semantic, fused);
+//! [`eval`] scores generated prompts and [`report`] draws the result.
 //! The `promptdex` binary is a thin command line over these.
 
 pub mod build;
@@ -12,6 +13,7 @@ pub mod generate;
 pub mod ingest;
 pub mod models;
 pub mod npy;
+pub mod report;
 pub mod search;
 pub mod store;
 

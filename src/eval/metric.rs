@@ -7,7 +7,7 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Bootstrap resamples.
 pub const BOOTSTRAP_SAMPLES: usize = 2000;
@@ -15,7 +15,7 @@ pub const BOOTSTRAP_SAMPLES: usize = 2000;
 pub const BOOTSTRAP_SEED: u64 = 0x5eed;
 
 /// Summary of one method's per-image scores.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     /// Images scored.
     pub n: usize,
@@ -23,7 +23,8 @@ pub struct Summary {
     pub mean: f32,
     /// Standard deviation over images (n - 1 in the denominator).
     pub std: f32,
-    /// `std / mean`.
+    /// `std / mean` (NaN, written as JSON `null`, when the mean is 0).
+    #[serde(deserialize_with = "null_as_nan")]
     pub cv: f32,
     /// 95% bootstrap interval of the mean: (2.5th, 97.5th percentile).
     pub ci95: (f32, f32),
@@ -57,6 +58,11 @@ pub fn summarize(scores: &[f32]) -> Option<Summary> {
     })
 }
 
+/// Reads a number that JSON wrote as `null` because it was NaN.
+fn null_as_nan<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+    Ok(Option::<f32>::deserialize(d)?.unwrap_or(f32::NAN))
+}
+
 fn mean(xs: &[f32]) -> f32 {
     xs.iter().sum::<f32>() / xs.len() as f32
 }
@@ -74,5 +80,15 @@ mod tests {
         assert!(s.ci95.0 >= 0.2 && s.ci95.0 < 0.4 && s.ci95.1 > 0.4 && s.ci95.1 <= 0.6);
         assert_eq!(summarize(&[0.5]).unwrap().ci95, (0.5, 0.5));
         assert!(summarize(&[]).is_none());
+    }
+
+    #[test]
+    fn a_nan_cv_survives_json() {
+        let s = summarize(&[0.0, 0.0]).unwrap();
+        assert!(s.cv.is_nan());
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains("\"cv\":null"), "{json}");
+        let back: Summary = serde_json::from_str(&json).unwrap();
+        assert!(back.cv.is_nan() && back.mean == 0.0 && back.n == 2);
     }
 }

@@ -15,7 +15,7 @@ pub mod tune;
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use metric::{summarize, Summary};
 pub use submission::write_submission;
@@ -26,7 +26,7 @@ use crate::store::dot;
 use crate::Result;
 
 /// A way of predicting the prompt vector of an image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
     /// The index's mean prompt, the same for every image.
@@ -102,7 +102,7 @@ impl Default for EvalConfig {
 }
 
 /// One image's result.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImageResult {
     /// The image file.
     pub image: String,
@@ -125,7 +125,7 @@ pub struct ImageResult {
 }
 
 /// A method's line of the table.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MethodResult {
     /// The method.
     pub method: Method,
@@ -134,7 +134,7 @@ pub struct MethodResult {
 }
 
 /// What `promptdex eval --json` prints.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EvalReport {
     /// Images in the labelled set.
     pub images: usize,

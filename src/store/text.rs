@@ -179,6 +179,26 @@ impl TextIndex {
         Ok(hits)
     }
 
+    /// Calls `f` with the record id and stored prompt of every live document, segment by
+    /// segment.
+    pub fn for_each_prompt(&self, f: &mut dyn FnMut(u64, &str)) -> Result<()> {
+        let searcher = self.reader.searcher();
+        for segment in searcher.segment_readers() {
+            let store = segment
+                .get_store_reader(1)
+                .map_err(tantivy::TantivyError::from)?;
+            for doc in store.iter::<TantivyDocument>(segment.alive_bitset()) {
+                let doc = doc?;
+                let id = doc.get_first(self.id).and_then(|v| v.as_u64());
+                let prompt = doc.get_first(self.prompt).and_then(|v| v.as_str());
+                if let (Some(id), Some(prompt)) = (id, prompt) {
+                    f(id, prompt);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The stored prompt and metadata of a record.
     pub fn get(&self, id: u64) -> Result<Option<(String, Map<String, Json>)>> {
         let searcher = self.reader.searcher();
