@@ -26,6 +26,7 @@ use promptdex::models::{self, text::EmbedConfig, MiniLm, TextEmbedder, REGISTRY}
 use promptdex::search::{
     search_by_image, search_prompts, ImageSearch, PromptHit, SearchConfig, SearchMode,
 };
+use promptdex::serve::ServeConfig;
 use promptdex::store::{ImageModel, IndexReader, IndexWriter, Manifest};
 
 /// promptdex: find the prompts behind Stable Diffusion images and texts.
@@ -59,6 +60,32 @@ enum Command {
     Eval(EvalArgs),
     /// Write an HTML report with plots from the JSON of `eval --json` (and the index).
     Report(ReportArgs),
+    /// Serve the HTTP API and the web page over an index (read-only).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    flags: GenerationFlags,
+    /// Address to listen on (port 0: any free port; the `listening on` line says which).
+    #[arg(long, default_value_t = ServeConfig::default().addr)]
+    addr: std::net::SocketAddr,
+    /// Largest upload, in MiB.
+    #[arg(long, default_value_t = ServeConfig::default().max_upload >> 20)]
+    max_upload_mb: usize,
+    /// Largest width or height of an uploaded image, in pixels.
+    #[arg(long, default_value_t = ServeConfig::default().max_side)]
+    max_side: u32,
+    /// Model worker threads (0 = one per core).
+    #[arg(long, default_value_t = ServeConfig::default().workers)]
+    workers: usize,
+    /// Requests that may wait for a worker; past that, 503 with Retry-After.
+    #[arg(long, default_value_t = ServeConfig::default().queue)]
+    queue: usize,
+    /// Longest a request may take, in seconds.
+    #[arg(long, default_value_t = ServeConfig::default().timeout.as_secs())]
+    timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -289,6 +316,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Generate(args) => generate(&models_root, args),
         Command::Eval(args) => eval(&models_root, args),
         Command::Report(args) => report(args),
+        Command::Serve(args) => serve(models_root, args),
     }
 }
 
@@ -959,6 +987,26 @@ fn report(args: ReportArgs) -> Result<()> {
         written.thumbnails,
         eval.per_image.len()
     );
+    Ok(())
+}
+
+fn serve(models_root: PathBuf, args: ServeArgs) -> Result<()> {
+    if args.max_upload_mb == 0 || args.timeout == 0 {
+        bail!("--max-upload-mb and --timeout must be at least 1");
+    }
+    let config = ServeConfig {
+        addr: args.addr,
+        index: args.flags.index.clone(),
+        models_root,
+        generate: generate_config(&args.flags)?,
+        max_upload: args.max_upload_mb << 20,
+        max_side: args.max_side,
+        workers: args.workers,
+        queue: args.queue,
+        timeout: Duration::from_secs(args.timeout),
+        ..ServeConfig::default()
+    };
+    promptdex::serve::run(&config, &mut |l| eprintln!("{l}"))?;
     Ok(())
 }
 

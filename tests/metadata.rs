@@ -7,7 +7,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use promptdex::ingest::metadata::{
-    parse_a1111_parameters, read_embedded_prompt, EmbeddedPrompt, Provenance, MAX_TEXT_BYTES,
+    parse_a1111_parameters, read_embedded_prompt, read_embedded_prompt_bytes, EmbeddedPrompt,
+    Provenance, MAX_TEXT_BYTES,
 };
 use promptdex::Error;
 use serde_json::{json, Value};
@@ -324,6 +325,40 @@ fn exif_user_comment_in_jpeg_webp_and_png() {
     assert_eq!(found.provenance, Provenance::ComfyUi);
     assert_eq!(found.prompt, "a fluffy orange cat, sitting in a sunbeam");
     assert_eq!(found.location, "WebP EXIF Model");
+}
+
+#[test]
+fn bytes_in_memory_read_like_files_without_sidecars() {
+    let files = std::fs::read_dir(fixture("")).unwrap();
+    let mut compared = 0;
+    for entry in files {
+        let path = entry.unwrap().path();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or_default();
+        if !["png", "jpg", "webp"].contains(&ext) {
+            continue;
+        }
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let from_bytes = read_embedded_prompt_bytes(name, &bytes).unwrap();
+        let from_file = read_embedded_prompt(&path).unwrap();
+        // Sidecars belong to files on disk: an upload has none.
+        let expected = from_file.filter(|f| f.provenance != Provenance::Sidecar);
+        assert_eq!(from_bytes, expected, "{name}");
+        compared += 1;
+    }
+    assert!(compared >= 20, "{compared} fixtures");
+    for (bytes, detail) in [
+        (&b""[..], "empty"),
+        (&b"GET / HTTP/1.1"[..], "not an image"),
+        (&b"\x89PNG\r\n"[..], "truncated"),
+    ] {
+        let err = read_embedded_prompt_bytes("upload", bytes).unwrap_err();
+        assert!(matches!(err, Error::Input { .. }), "{err:?}");
+        assert!(err.to_string().contains(detail), "{err}");
+    }
 }
 
 #[test]

@@ -15,5 +15,8 @@ pub use corpus::{
     dedup_key, first_prompts, normalize_prompt, CorpusEntry, CorpusReader, Row, MAX_PROMPT_BYTES,
 };
 pub use labels::{read_labels, Labelled};
-pub use metadata::{parse_a1111_parameters, read_embedded_prompt, EmbeddedPrompt, Provenance};
+pub use metadata::{
+    parse_a1111_parameters, read_embedded_prompt, read_embedded_prompt_bytes, EmbeddedPrompt,
+    Provenance,
+};
 pub use walk::{walk_images, ImageFile, Walk};

@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests: real models, real data, the real binary.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;

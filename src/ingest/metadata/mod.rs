@@ -146,16 +146,32 @@ enum Kind {
     Webp,
 }
 
+/// Reads the prompt embedded in an image held in memory (an upload); `name` names it in
+/// errors. Like [`read_embedded_prompt`] without the sidecar: `Ok(None)` is an image with no
+/// prompt; a non-image, a truncated file or corrupt metadata is an [`Error::Input`].
+pub fn read_embedded_prompt_bytes(name: &str, bytes: &[u8]) -> Result<Option<EmbeddedPrompt>> {
+    let path = Path::new(name);
+    read_from(path, &mut std::io::Cursor::new(bytes), bytes.len() as u64)
+}
+
 fn read_image(path: &Path) -> Result<Option<EmbeddedPrompt>> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let meta = file.metadata().map_err(|e| Error::io(path, e))?;
     if meta.is_dir() {
         return Err(Error::input(path, "is a directory, not an image"));
     }
-    let len = meta.len();
     let mut reader = BufReader::with_capacity(1 << 16, file);
+    read_from(path, &mut reader, meta.len())
+}
+
+/// Sniffs the format of the `len` bytes in `reader` and reads their prompt; `path` names them.
+fn read_from<R: std::io::BufRead + Seek>(
+    path: &Path,
+    reader: &mut R,
+    len: u64,
+) -> Result<Option<EmbeddedPrompt>> {
     let mut head = Vec::with_capacity(12);
-    (&mut reader)
+    (&mut *reader)
         .take(12)
         .read_to_end(&mut head)
         .map_err(|e| Error::io(path, e))?;
@@ -163,9 +179,9 @@ fn read_image(path: &Path) -> Result<Option<EmbeddedPrompt>> {
     // The sniffed bytes are part of the format: start again from the top.
     reader.rewind().map_err(|e| Error::io(path, e))?;
     let found = match kind {
-        Kind::Png => png::read_png(&mut reader, len).and_then(|chunks| chunks.into_prompt()),
-        Kind::Jpeg => exif_data::read_jpeg(&mut reader),
-        Kind::Webp => exif_data::read_webp(&mut reader, len),
+        Kind::Png => png::read_png(reader, len).and_then(|chunks| chunks.into_prompt()),
+        Kind::Jpeg => exif_data::read_jpeg(reader),
+        Kind::Webp => exif_data::read_webp(reader, len),
     };
     found.map_err(|detail| Error::input(path, detail))
 }

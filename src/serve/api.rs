@@ -1,0 +1,225 @@
+//! The JSON API: prompt search, search by image, generation, health and statistics.
+//!
+//! Every handler checks its input on the async runtime, then hands the model work to a
+//! [`Pool`](super::pool::Pool) and awaits it; the answers are the library's own serialised
+//! types, the same JSON as the command line's `--json`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Method, Uri};
+use axum::response::{IntoResponse, Response};
+use image::RgbImage;
+use serde::Serialize;
+use serde_json::json;
+
+use super::error::{ApiError, ApiResult, JSON};
+use super::query::Query;
+use super::upload::{read_upload, Upload};
+use super::AppState;
+use crate::build::{decode, ImageIndexConfig};
+use crate::generate::Exclude;
+use crate::ingest::read_embedded_prompt_bytes;
+use crate::search::{search_by_image, search_prompts, SearchConfig, SearchMode};
+use crate::{Error, Result};
+
+/// Largest `k` accepted (as on the command line).
+pub const MAX_K: usize = 1000;
+/// Longest search text accepted, in bytes.
+pub const MAX_QUERY_BYTES: usize = 4096;
+
+/// `value` as a JSON response.
+pub fn json_response<T: Serialize>(value: &T) -> ApiResult<Response> {
+    let body = serde_json::to_vec(value).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok((
+        [(header::CONTENT_TYPE, HeaderValue::from_static(JSON))],
+        body,
+    )
+        .into_response())
+}
+
+/// `GET /healthz`: `{"status":"ok"}` once the models are loaded (the server answers nothing
+/// before).
+pub async fn healthz() -> ApiResult<Response> {
+    json_response(&json!({"status": "ok"}))
+}
+
+/// `GET /api/search?q=TEXT&k=10&mode=hybrid|semantic|bm25`: the prompts like `q`, as
+/// `promptdex search --json` prints them.
+pub async fn search(State(app): State<Arc<AppState>>, uri: Uri) -> ApiResult<Response> {
+    let query = Query::parse(uri.query())?;
+    let text = query
+        .get("q")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::bad_request("`q` (the text to search for) is missing or empty"))?
+        .to_string();
+    if text.len() > MAX_QUERY_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "`q` is longer than {MAX_QUERY_BYTES} bytes"
+        )));
+    }
+    let k = query.number("k", 10, 1, MAX_K)?;
+    let mode = match query.get("mode").unwrap_or("hybrid") {
+        "hybrid" => SearchMode::Hybrid,
+        "semantic" => SearchMode::Semantic,
+        "bm25" => SearchMode::Bm25,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "`mode` must be hybrid, semantic or bm25, not `{}`",
+                other.chars().take(40).collect::<String>()
+            )))
+        }
+    };
+    let generator = Arc::clone(&app.generator);
+    let config = SearchConfig {
+        k,
+        mode,
+        ..SearchConfig::default()
+    };
+    let hits = app
+        .search
+        .run(move || {
+            search_prompts(
+                generator.index(),
+                generator.models().text.as_ref(),
+                &text,
+                &config,
+            )
+        })
+        .await??;
+    json_response(&hits)
+}
+
+/// `POST /api/search/image?k=12` with an image (raw body or multipart): the nearest indexed
+/// images and their prompts, as `promptdex search --image --json` prints them.
+pub async fn search_image(
+    State(app): State<Arc<AppState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let query = Query::parse(uri.query())?;
+    let k = query.number("k", 12, 1, MAX_K)?;
+    if app.generator.index().manifest().image_model.is_none() {
+        return Err(ApiError::not_found(
+            "the index holds no images; add some with `promptdex index FOLDER`",
+        ));
+    }
+    let upload = read_upload(&headers, body, app.limits.max_upload, app.limits.timeout).await?;
+    let generator = Arc::clone(&app.generator);
+    let limits = app.limits.decode.clone();
+    let found = app
+        .inference
+        .run(move || -> Result<_> {
+            let image = decode_upload(&upload, &limits)?;
+            let encoder = generator
+                .models()
+                .image
+                .as_ref()
+                .ok_or_else(|| Error::Invalid("no image encoder is loaded".into()))?;
+            search_by_image(
+                generator.index(),
+                encoder.as_ref(),
+                &image,
+                k,
+                generator.config().ef,
+            )
+        })
+        .await??;
+    json_response(&found)
+}
+
+/// `POST /api/generate?metadata=1` with an image (raw body or multipart): the generated
+/// prompt, as one `result` of `promptdex generate --json`. `metadata=0` ignores a prompt
+/// stored in the file.
+pub async fn generate(
+    State(app): State<Arc<AppState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let query = Query::parse(uri.query())?;
+    let use_metadata = query.flag("metadata", true)?;
+    let upload = read_upload(&headers, body, app.limits.max_upload, app.limits.timeout).await?;
+    let generator = Arc::clone(&app.generator);
+    let limits = app.limits.decode.clone();
+    let generated = app
+        .inference
+        .run(move || {
+            let image = decode_upload(&upload, &limits)?;
+            use image::ImageFormat::{Jpeg, Png, WebP};
+            let embedded = if use_metadata && matches!(upload.format, Png | Jpeg | WebP) {
+                read_embedded_prompt_bytes(&upload.name, &upload.bytes)?
+            } else {
+                None
+            };
+            generator.generate(&image, embedded, &Exclude::none())
+        })
+        .await??;
+    json_response(&generated)
+}
+
+/// Decodes an upload within the server's decode limits.
+fn decode_upload(upload: &Upload, limits: &ImageIndexConfig) -> Result<RgbImage> {
+    decode(Path::new(&upload.name), &upload.bytes, limits)
+}
+
+/// `GET /api/stats`: the index (records, prompts, images, bytes on disk), the models loaded,
+/// what is missing, and the work pools' counters.
+pub async fn stats(State(app): State<Arc<AppState>>) -> ApiResult<Response> {
+    let generator = &app.generator;
+    let index = generator.index();
+    let models = generator.models();
+    json_response(&json!({
+        "index": {
+            "dir": index.dir(),
+            "bytes": app.index_bytes,
+            "records": index.text().num_docs(),
+            "prompts": index.vectors().map_or(0, |v| v.len()),
+            "images": index.image_vectors().map_or(0, |v| v.len()),
+            "manifest": index.manifest(),
+        },
+        "models": {
+            "text": models.text.name(),
+            "image": models.image.as_ref().map(|m| m.name()),
+            "tagger": models.tagger.is_some(),
+            "captioners": models.captioners.iter().map(|c| c.name()).collect::<Vec<_>>(),
+            "vocabulary": models.vocabulary.as_ref().map(|v| v.phrases().len()),
+        },
+        "missing": generator.missing(),
+        "server": {
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_s": app.started.elapsed().as_secs(),
+            "max_upload_bytes": app.limits.max_upload,
+            "timeout_s": app.limits.timeout.as_secs(),
+            "pools": {
+                "inference": app.inference.stats(),
+                "search": app.search.stats(),
+                "files": app.files.stats(),
+            },
+        },
+    }))
+}
+
+/// Any unknown path: 404.
+pub async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "no route for {method} {}",
+        uri.path().chars().take(200).collect::<String>()
+    ))
+}
+
+/// A known path with the wrong method: 405.
+pub async fn wrong_method(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{method} is not allowed on {}",
+            uri.path().chars().take(200).collect::<String>()
+        ),
+    )
+}

@@ -1,0 +1,299 @@
+//! Serve: the HTTP API and the web page over one index (`promptdex serve`).
+//!
+//! The models are loaded once, the index is opened read-only (no writer lock, so several
+//! servers can share it), and model work runs on fixed thread pools with bounded queues,
+//! never on the async runtime.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /` | the page (HTML, JS and CSS bundled into the binary) |
+//! | `GET /healthz` | `{"status":"ok"}` |
+//! | `GET /api/stats` | records, models, index size, pool counters |
+//! | `GET /api/search?q=&k=&mode=` | `search --json`: a list of prompt hits |
+//! | `POST /api/search/image?k=` | `search --image --json`: nearest images and prompts |
+//! | `POST /api/generate?metadata=` | one `generate --json` result (the `Generated` object) |
+//! | `GET /api/images/{id}[?thumb=1]` | an indexed image, or its JPEG thumbnail |
+//!
+//! Every error is JSON `{"error": CODE, "detail": TEXT}` with a 4xx or 5xx status; a full
+//! queue is `503` with `Retry-After`.
+//!
+//! - [`error`]: the error type and its JSON.
+//! - [`pool`]: worker threads behind a bounded queue.
+//! - [`query`]: strict query-string decoding.
+//! - [`upload`]: reading an uploaded image (raw or multipart) within limits.
+//! - [`api`]: the JSON handlers.
+//! - [`images`]: indexed images and thumbnails by record id.
+//! - [`page`]: the static page.
+
+pub mod api;
+pub mod error;
+pub mod images;
+pub mod page;
+pub mod pool;
+pub mod query;
+pub mod upload;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::build::ImageIndexConfig;
+use crate::generate::{open_generator, GenerateConfig, Generator, LoadOptions};
+use crate::{Error, Result};
+use error::ApiError;
+use pool::Pool;
+
+/// How to serve.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to listen on (port 0: any free port; the line printed says which).
+    pub addr: SocketAddr,
+    /// The index directory (opened read-only).
+    pub index: PathBuf,
+    /// The models folder.
+    pub models_root: PathBuf,
+    /// How prompts are generated.
+    pub generate: GenerateConfig,
+    /// Largest upload accepted, in bytes.
+    pub max_upload: usize,
+    /// Largest width or height of an uploaded image, in pixels.
+    pub max_side: u32,
+    /// Largest decoder allocation for one image, in bytes.
+    pub max_alloc: u64,
+    /// Model worker threads (0: one per core).
+    pub workers: usize,
+    /// Requests that may wait for a worker beyond the running ones; more are refused with 503.
+    pub queue: usize,
+    /// Longest a request may take, upload included.
+    pub timeout: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            index: PathBuf::from("index"),
+            models_root: crate::models::models_root(),
+            generate: GenerateConfig::default(),
+            max_upload: 20 << 20,
+            // 8k x 8k covers SD outputs and common upscales; more is refused before decoding.
+            max_side: 8192,
+            // An 8k x 8k RGBA image needs 256 MiB.
+            max_alloc: 256 << 20,
+            workers: 0,
+            queue: 32,
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The limits handlers apply.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest upload, bytes.
+    pub max_upload: usize,
+    /// Longest request.
+    pub timeout: Duration,
+    /// Decoder limits for uploads and thumbnails.
+    pub decode: ImageIndexConfig,
+}
+
+/// What every handler shares.
+pub struct AppState {
+    /// The index and models.
+    pub generator: Arc<Generator>,
+    /// Image work: generation, search by image.
+    pub inference: Pool,
+    /// Text searches (a query embedding each), kept apart so typing stays quick while images
+    /// are worked on.
+    pub search: Pool,
+    /// Reading images and making thumbnails.
+    pub files: Pool,
+    /// Limits.
+    pub limits: Limits,
+    /// Bytes the index takes on disk (at start).
+    pub index_bytes: u64,
+    /// When the server started.
+    pub started: Instant,
+    /// Thumbnails made so far.
+    pub thumbnails: images::Thumbnails,
+}
+
+impl AppState {
+    /// State over a loaded generator, with pools sized by `config`.
+    pub fn new(generator: Generator, config: &ServeConfig) -> Result<Self> {
+        let workers = if config.workers == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            config.workers
+        };
+        let pool = |name, workers, queue| {
+            Pool::new(name, workers, queue)
+                .map_err(|e| Error::Invalid(format!("cannot start the {name} workers: {e}")))
+        };
+        let index_bytes = dir_size(generator.index().dir());
+        Ok(Self {
+            generator: Arc::new(generator),
+            inference: pool("inference", workers, config.queue)?,
+            search: pool("search", workers, config.queue * 2)?,
+            files: pool("files", workers, config.queue * 4)?,
+            limits: Limits {
+                max_upload: config.max_upload,
+                timeout: config.timeout,
+                decode: ImageIndexConfig {
+                    max_file_bytes: config.max_upload as u64,
+                    max_side: config.max_side,
+                    max_alloc: config.max_alloc,
+                    ..ImageIndexConfig::default()
+                },
+            },
+            index_bytes,
+            started: Instant::now(),
+            thumbnails: images::Thumbnails::default(),
+        })
+    }
+}
+
+/// The application: every route, the fallbacks and the middleware.
+pub fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/", get(page::index))
+        .route("/assets/app.js", get(page::script))
+        .route("/assets/style.css", get(page::style))
+        .route("/healthz", get(api::healthz))
+        .route("/api/stats", get(api::stats))
+        .route("/api/search", get(api::search))
+        .route("/api/search/image", post(api::search_image))
+        .route("/api/generate", post(api::generate))
+        .route("/api/images/{id}", get(images::image))
+        .fallback(api::no_route)
+        .method_not_allowed_fallback(api::wrong_method)
+        .with_state(Arc::clone(&state));
+    api.layer(middleware::from_fn_with_state(state, deadline))
+        .layer(middleware::map_response(json_errors))
+        .layer(CatchPanicLayer::custom(
+            |panic: Box<dyn std::any::Any + Send>| {
+                ApiError::internal(format!(
+                    "the request handler failed: {}",
+                    pool::panic_message(panic.as_ref())
+                ))
+                .into_response()
+            },
+        ))
+}
+
+/// Answers `503 timeout` when a request takes longer than the configured limit; the work
+/// it queued is dropped unrun if no worker has taken it yet.
+async fn deadline(State(app): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let limit = app.limits.timeout;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::timeout(limit.as_secs()).into_response(),
+    }
+}
+
+/// Turns any error that is not JSON yet (from a layer or the framework) into
+/// `{"error", "detail"}`, and marks every answer `nosniff`.
+async fn json_errors(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if status.as_u16() < 400 || is_json {
+        return response;
+    }
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let detail = status.canonical_reason().unwrap_or("error");
+    let mut json = ApiError::new(status, code, detail).into_response();
+    if let Some(retry) = response.headers().get(header::RETRY_AFTER) {
+        json.headers_mut()
+            .insert(header::RETRY_AFTER, retry.clone());
+    }
+    json
+}
+
+/// Bytes under `dir`, counted once at start.
+fn dir_size(dir: &Path) -> u64 {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Loads the models and the index, listens on `config.addr`, prints
+/// `listening on http://ADDR` on stdout once ready, and serves until Ctrl-C or SIGTERM.
+pub fn run(config: &ServeConfig, progress: &mut dyn FnMut(&str)) -> Result<()> {
+    let generator = open_generator(
+        &config.models_root,
+        &config.index,
+        &LoadOptions::default(),
+        config.generate.clone(),
+        progress,
+    )?;
+    let state = Arc::new(AppState::new(generator, config)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        // Handlers only parse, wait and copy: the heavy work is on the pools.
+        .worker_threads(2)
+        .thread_name("serve-io")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Invalid(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.addr)
+            .await
+            .map_err(|e| Error::Invalid(format!("cannot listen on {}: {e}", config.addr)))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::Invalid(format!("cannot listen on {}: {e}", config.addr)))?;
+        println!("listening on http://{addr}");
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(|e| Error::Invalid(format!("serving on {addr}: {e}")))
+    })
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
