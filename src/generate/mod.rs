@@ -662,7 +662,7 @@ impl Generator {
         let long_enough = parts.iter().any(|p| !too_short(&p.text));
         for part in parts
             .iter()
-            .filter(|p| !p.text.is_empty() && !(long_enough && too_short(&p.text)))
+            .filter(|p| !(p.text.is_empty() || long_enough && too_short(&p.text)))
         {
             texts.push(part.text.clone());
             vectors.push(part.vector.clone());
