@@ -31,6 +31,22 @@ fn run_ok(args: &[&str], cwd: &Path) -> String {
     stdout(&out)
 }
 
+/// Indexes the shared eval set `set` with its true prompts into `index` (under `cwd`).
+fn index_eval_set(set: &str, index: &str, cwd: &Path, extra: &[&str]) {
+    let folder = data_dir().join("eval").join(set);
+    let csv = folder.join("prompts.csv");
+    let mut args = vec![
+        "index",
+        folder.to_str().unwrap(),
+        "--prompts",
+        csv.to_str().unwrap(),
+        "--index",
+        index,
+    ];
+    args.extend(extra);
+    run_ok(&args, cwd);
+}
+
 /// 300 corpus prompts + the Kaggle sample and the stable-diffusion.cpp images with their
 /// prompts: built once per test binary.
 fn full_index() -> &'static Path {
@@ -40,19 +56,7 @@ fn full_index() -> &'static Path {
         std::fs::write(dir.join("corpus.tsv"), sample_tsv(300)).unwrap();
         run_ok(&["import", "corpus.tsv", "--index", "idx"], &dir);
         for set in ["kaggle_sample", "sdcpp_lovely_cat"] {
-            let folder = data_dir().join("eval").join(set);
-            let csv = folder.join("prompts.csv");
-            run_ok(
-                &[
-                    "index",
-                    folder.to_str().unwrap(),
-                    "--prompts",
-                    csv.to_str().unwrap(),
-                    "--index",
-                    "idx",
-                ],
-                &dir,
-            );
+            index_eval_set(set, "idx", &dir, &[]);
         }
         dir.join("idx")
     })
@@ -202,19 +206,7 @@ fn an_index_without_images_or_without_a_corpus_still_generates() {
     let missing = found["missing"].to_string();
     assert!(missing.contains("no images"), "{missing}");
 
-    let folder = data_dir().join("eval/kaggle_sample");
-    let csv = folder.join("prompts.csv");
-    run_ok(
-        &[
-            "index",
-            folder.to_str().unwrap(),
-            "--prompts",
-            csv.to_str().unwrap(),
-            "--index",
-            "images-only",
-        ],
-        &dir,
-    );
+    index_eval_set("kaggle_sample", "images-only", &dir, &[]);
     let found = generate_json(&dir.join("images-only"), &image, &[]);
     assert!(!found["prompt"].as_str().unwrap().is_empty());
     // The only prompts are the images' own: the nearest is this image's (no leave-one-out).
@@ -361,23 +353,18 @@ fn text_aligned_encoder_and_captioner_feed_the_ensemble() {
     let blip = root().join("tests/fixtures/blip/base");
     std::fs::write(dir.join("corpus.tsv"), sample_tsv(150)).unwrap();
     run_ok(&["import", "corpus.tsv", "--index", "idx"], &dir);
-    let folder = data_dir().join("eval/kaggle_sample");
-    let csv = folder.join("prompts.csv");
-    run_ok(
+    index_eval_set(
+        "kaggle_sample",
+        "idx",
+        &dir,
         &[
-            "index",
-            folder.to_str().unwrap(),
-            "--prompts",
-            csv.to_str().unwrap(),
             "--model",
             "clip-vit-b-32",
             "--model-dir",
             clip.to_str().unwrap(),
-            "--index",
-            "idx",
         ],
-        &dir,
     );
+    let folder = data_dir().join("eval/kaggle_sample");
     let image = folder.join("images/227ef0887.png");
     let started = std::time::Instant::now();
     let found = generate_json(

@@ -35,7 +35,7 @@ use crate::ingest::corpus::normalize_prompt;
 use crate::ingest::metadata::{read_embedded_prompt, EmbeddedPrompt};
 use crate::models::caption::{Caption, Captioner, ImageNetTagger, Tags};
 use crate::models::{ImageEncoder, TextEmbedder};
-use crate::store::IndexReader;
+use crate::store::{IndexReader, VectorIndex};
 use crate::{Error, Result};
 
 /// Candidates (the heaviest) that are also tried with the modifiers appended.
@@ -393,41 +393,27 @@ impl Generator {
         }
         timings.caption = ms(t);
 
-        // Neighbours: the nearest indexed images that carry a prompt.
+        // Neighbours: the nearest indexed images that carry a prompt; and, with a text-aligned
+        // encoder, the corpus prompts nearest to the image in its space.
         let t = Instant::now();
-        let mut neighbours: Vec<(u64, String, f32)> = Vec::new();
-        if let (Some(graph), Some(query)) = (self.index.image_vectors(), &encoded) {
-            let wanted = config.neighbours * 2 + exclude.ids.len() + 8;
-            for hit in graph.search(&query.vector, wanted, config.ef)? {
-                let Some((prompt, _)) = self.index.text().get(hit.id)? else {
-                    continue;
-                };
-                if prompt.is_empty() || exclude.excludes(hit.id, &prompt) {
-                    continue;
-                }
-                neighbours.push((hit.id, prompt, hit.similarity));
-                if neighbours.len() == config.neighbours {
-                    break;
-                }
-            }
-        }
-        // Cross-modal: corpus prompts near the image in a text-aligned encoder's space.
-        let mut cross_modal: Vec<(u64, String, f32)> = Vec::new();
-        if let (Some(graph), Some(query)) = (self.index.aligned_vectors(), &encoded) {
-            let wanted = config.corpus * 2 + exclude.ids.len() + 8;
-            for hit in graph.search(&query.vector, wanted, config.ef)? {
-                let Some((prompt, _)) = self.index.text().get(hit.id)? else {
-                    continue;
-                };
-                if too_short(&prompt) || exclude.excludes(hit.id, &prompt) {
-                    continue;
-                }
-                cross_modal.push((hit.id, prompt, hit.similarity));
-                if cross_modal.len() == config.corpus {
-                    break;
-                }
-            }
-        }
+        let image_vector = encoded.as_ref().map(|e| e.vector.as_slice());
+        let none = HashSet::new();
+        let neighbours = self.nearest_prompts(
+            self.index.image_vectors(),
+            image_vector,
+            config.neighbours,
+            exclude,
+            &none,
+            |p| !p.is_empty(),
+        )?;
+        let cross_modal = self.nearest_prompts(
+            self.index.aligned_vectors(),
+            image_vector,
+            config.corpus,
+            exclude,
+            &none,
+            |p| !too_short(p),
+        )?;
         timings.search += ms(t);
 
         // First embedding round: captions, tags, neighbours' and cross-modal prompts.
@@ -495,26 +481,15 @@ impl Generator {
         // Corpus prompts near what the image suggests so far.
         let t = Instant::now();
         let query = self.corpus_query(&parts, tags.as_ref());
-        let mut corpus: Vec<(u64, String, f32)> = Vec::new();
-        if let (Some(graph), Some(query)) = (self.index.vectors(), &query) {
-            let wanted = config.corpus * 2 + exclude.ids.len() + neighbours.len() + 8;
-            let taken: HashSet<u64> = neighbours.iter().chain(&cross_modal).map(|n| n.0).collect();
-            for hit in graph.search(query, wanted, config.ef)? {
-                if taken.contains(&hit.id) {
-                    continue;
-                }
-                let Some((prompt, _)) = self.index.text().get(hit.id)? else {
-                    continue;
-                };
-                if too_short(&prompt) || exclude.excludes(hit.id, &prompt) {
-                    continue;
-                }
-                corpus.push((hit.id, prompt, hit.similarity));
-                if corpus.len() == config.corpus {
-                    break;
-                }
-            }
-        }
+        let taken: HashSet<u64> = neighbours.iter().chain(&cross_modal).map(|n| n.0).collect();
+        let corpus = self.nearest_prompts(
+            self.index.vectors(),
+            query.as_deref(),
+            config.corpus,
+            exclude,
+            &taken,
+            |p| !too_short(p),
+        )?;
         timings.search += ms(t);
 
         // Modifiers mined from the neighbours' and corpus prompts.
@@ -621,6 +596,41 @@ impl Generator {
             timings_ms: timings,
             methods,
         })
+    }
+
+    /// Up to `count` (id, prompt, similarity) of the records nearest to `query` in `graph`,
+    /// leaving out excluded records, the `taken` ones and prompts `keep` refuses.
+    fn nearest_prompts(
+        &self,
+        graph: Option<&VectorIndex>,
+        query: Option<&[f32]>,
+        count: usize,
+        exclude: &Exclude,
+        taken: &HashSet<u64>,
+        keep: fn(&str) -> bool,
+    ) -> Result<Vec<(u64, String, f32)>> {
+        let (Some(graph), Some(query)) = (graph, query) else {
+            return Ok(Vec::new());
+        };
+        // Over-fetch: excluded, taken and withdrawn records are still in the graph.
+        let wanted = count * 2 + exclude.ids.len() + taken.len() + 8;
+        let mut found = Vec::with_capacity(count);
+        for hit in graph.search(query, wanted, self.config.ef)? {
+            if taken.contains(&hit.id) {
+                continue;
+            }
+            let Some((prompt, _)) = self.index.text().get(hit.id)? else {
+                continue;
+            };
+            if !keep(&prompt) || exclude.excludes(hit.id, &prompt) {
+                continue;
+            }
+            found.push((hit.id, prompt, hit.similarity));
+            if found.len() == count {
+                break;
+            }
+        }
+        Ok(found)
     }
 
     /// Where to look for corpus prompts: the mean of the captions, the tags' ConSE vector, the
