@@ -86,6 +86,9 @@ struct ServeArgs {
     /// Longest a request may take, in seconds.
     #[arg(long, default_value_t = ServeConfig::default().timeout.as_secs())]
     timeout: u64,
+    /// Longest a client may take to send its request headers, in seconds.
+    #[arg(long, default_value_t = ServeConfig::default().header_timeout.as_secs())]
+    header_timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -819,16 +822,21 @@ fn parse_weights(spec: &str) -> Result<Weights> {
     Ok(w)
 }
 
+/// The models the flags ask for besides the index's.
+fn load_options(flags: &GenerationFlags) -> LoadOptions {
+    LoadOptions {
+        image_model_dir: flags.model_dir.clone(),
+        captioners: flags.captioner.clone(),
+        captioner_dirs: flags.captioner_dir.clone(),
+        ..LoadOptions::default()
+    }
+}
+
 fn open(root: &Path, flags: &GenerationFlags, config: GenerateConfig) -> Result<Generator> {
     Ok(open_generator(
         root,
         &flags.index,
-        &LoadOptions {
-            image_model_dir: flags.model_dir.clone(),
-            captioners: flags.captioner.clone(),
-            captioner_dirs: flags.captioner_dir.clone(),
-            ..LoadOptions::default()
-        },
+        &load_options(flags),
         config,
         &mut |l| eprintln!("{l}"),
     )?)
@@ -991,8 +999,8 @@ fn report(args: ReportArgs) -> Result<()> {
 }
 
 fn serve(models_root: PathBuf, args: ServeArgs) -> Result<()> {
-    if args.max_upload_mb == 0 || args.timeout == 0 {
-        bail!("--max-upload-mb and --timeout must be at least 1");
+    if args.max_upload_mb == 0 || args.timeout == 0 || args.header_timeout == 0 {
+        bail!("--max-upload-mb, --timeout and --header-timeout must be at least 1");
     }
     let config = ServeConfig {
         addr: args.addr,
@@ -1004,6 +1012,8 @@ fn serve(models_root: PathBuf, args: ServeArgs) -> Result<()> {
         workers: args.workers,
         queue: args.queue,
         timeout: Duration::from_secs(args.timeout),
+        header_timeout: Duration::from_secs(args.header_timeout),
+        load: load_options(&args.flags),
         ..ServeConfig::default()
     };
     promptdex::serve::run(&config, &mut |l| eprintln!("{l}"))?;

@@ -44,6 +44,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::build::ImageIndexConfig;
@@ -63,6 +66,8 @@ pub struct ServeConfig {
     pub models_root: PathBuf,
     /// How prompts are generated.
     pub generate: GenerateConfig,
+    /// Which models to load besides the index's (captioners, a local encoder folder).
+    pub load: LoadOptions,
     /// Largest upload accepted, in bytes.
     pub max_upload: usize,
     /// Largest width or height of an uploaded image, in pixels.
@@ -75,6 +80,9 @@ pub struct ServeConfig {
     pub queue: usize,
     /// Longest a request may take, upload included.
     pub timeout: Duration,
+    /// Longest a client may take to send a request's headers (slow clients hold a connection
+    /// and nothing else).
+    pub header_timeout: Duration,
 }
 
 impl Default for ServeConfig {
@@ -84,6 +92,7 @@ impl Default for ServeConfig {
             index: PathBuf::from("index"),
             models_root: crate::models::models_root(),
             generate: GenerateConfig::default(),
+            load: LoadOptions::default(),
             max_upload: 20 << 20,
             // 8k x 8k covers SD outputs and common upscales; more is refused before decoding.
             max_side: 8192,
@@ -92,6 +101,7 @@ impl Default for ServeConfig {
             workers: 0,
             queue: 32,
             timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -249,7 +259,7 @@ pub fn run(config: &ServeConfig, progress: &mut dyn FnMut(&str)) -> Result<()> {
     let generator = open_generator(
         &config.models_root,
         &config.index,
-        &LoadOptions::default(),
+        &config.load,
         config.generate.clone(),
         progress,
     )?;
@@ -269,12 +279,50 @@ pub fn run(config: &ServeConfig, progress: &mut dyn FnMut(&str)) -> Result<()> {
             .local_addr()
             .map_err(|e| Error::Invalid(format!("cannot listen on {}: {e}", config.addr)))?;
         println!("listening on http://{addr}");
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .map_err(|e| Error::Invalid(format!("serving on {addr}: {e}")))
+        serve_connections(listener, router(state), config.header_timeout).await;
+        Ok(())
     })
 }
+
+/// Accepts connections until Ctrl-C or SIGTERM, serving each with HTTP/1.1 under a deadline for
+/// its request headers, then lets open connections finish (for up to [`DRAIN`]).
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    header_timeout: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait for some to close.
+                        eprintln!("accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(header_timeout)
+                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    // A client that hangs up or stalls ends only its own connection.
+                    let _ = connection.await;
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    let _ = tokio::time::timeout(DRAIN, graceful.shutdown()).await;
+}
+
+/// How long open connections may finish after a shutdown signal.
+const DRAIN: Duration = Duration::from_secs(10);
 
 /// Ctrl-C, or SIGTERM on Unix.
 async fn shutdown_signal() {
