@@ -677,21 +677,25 @@ impl Generator {
             texts.push(part.text.clone());
             vectors.push(part.vector.clone());
         }
-        // The heaviest few candidates with the modifiers appended (the interrogator's shape).
+        // The heaviest few distinct candidates with the modifiers appended (the interrogator's
+        // shape). Joining the heaviest in pairs was tried: closer to the ensemble, but further
+        // from true prompts (generated 0.541 vs 0.545 on the eval sets).
         let mut heaviest: Vec<&Part> = parts
             .iter()
             .filter(|p| !matches!(p.kind, PartKind::Modifiers | PartKind::Prior))
             .collect();
         heaviest.sort_by(|a, b| b.weight.total_cmp(&a.weight));
-        let assembled: Vec<String> = if modifier_text.is_empty() {
-            Vec::new()
-        } else {
-            heaviest
-                .iter()
-                .take(ASSEMBLED)
-                .map(|p| format!("{}, {modifier_text}", p.text.trim_end_matches([',', ' '])))
-                .collect()
-        };
+        let mut seen = HashSet::new();
+        let distinct: Vec<&str> = heaviest
+            .iter()
+            .map(|p| p.text.trim_end_matches([',', ' ']))
+            .filter(|t| !t.is_empty() && seen.insert(normalize_prompt(t)))
+            .take(ASSEMBLED)
+            .collect();
+        let mut assembled: Vec<String> = Vec::new();
+        if !modifier_text.is_empty() {
+            assembled.extend(distinct.iter().map(|t| format!("{t}, {modifier_text}")));
+        }
         if !assembled.is_empty() {
             let refs: Vec<&str> = assembled.iter().map(String::as_str).collect();
             vectors.extend(self.models.text.embed(&refs)?);
