@@ -291,23 +291,37 @@ impl Encoder {
 
     /// Runs `x`, sequences of `len` tokens each as `(sequences * len, width)` row-major,
     /// through every layer, in place. With `causal`, each token attends to itself and the
-    /// tokens before it only. Uses every thread of rayon's pool (see the module docs).
-    pub fn forward(&self, x: &mut [f32], len: usize, causal: bool) {
+    /// tokens before it only. With `first_only`, only each sequence's first token is wanted
+    /// (CLIP's image pooling): the last layer computes that row alone after its attention,
+    /// and the other rows of `x` are left stale. Uses every thread of rayon's pool (see the
+    /// module docs).
+    pub fn forward(&self, x: &mut [f32], len: usize, causal: bool, first_only: bool) {
         let seq_size = len * self.width;
         let sequences = x.len() / seq_size;
         if sequences == 0 {
             return;
         }
         let threads = rayon::current_num_threads();
-        let groups = threads.min(sequences);
+        let groups = if std::env::var("ZZ_OP").is_ok() {
+            1
+        } else {
+            threads.min(sequences)
+        };
         let per_group = sequences.div_ceil(groups);
         let inner = (threads / groups).max(1);
         x.par_chunks_mut(per_group * seq_size)
-            .for_each(|group| self.forward_group(group, len, causal, inner));
+            .for_each(|group| self.forward_group(group, len, causal, first_only, inner));
     }
 
     /// [`Encoder::forward`] of one group of sequences, with `threads` in each product.
-    fn forward_group(&self, x: &mut [f32], len: usize, causal: bool, threads: usize) {
+    fn forward_group(
+        &self,
+        x: &mut [f32],
+        len: usize,
+        causal: bool,
+        first_only: bool,
+        threads: usize,
+    ) {
         let w = self.width;
         let rows = x.len() / w;
         let mlp = self.layers.iter().map(|l| l.fc1.outputs).max().unwrap_or(0);
@@ -318,22 +332,62 @@ impl Encoder {
             hidden: vec![0.0; rows * mlp],
             scores: vec![0.0; len * len],
         };
-        for l in &self.layers {
+        for (i, l) in self.layers.iter().enumerate() {
+            let last = i + 1 == self.layers.len();
+            let queries = if first_only && last { 1 } else { len };
             l.norm1.forward(x, &mut s.normed);
             l.qkv.forward(&s.normed, &mut s.qkv, false, threads);
-            self.attention(&mut s, len, causal);
-            l.out.forward(&s.context, x, true, threads);
-            l.norm2.forward(x, &mut s.normed);
-            let hidden = &mut s.hidden[..rows * l.fc1.outputs];
-            l.fc1.forward(&s.normed, hidden, false, threads);
-            self.act.apply(hidden);
-            l.fc2.forward(hidden, x, true, threads);
+            self.attention(&mut s, len, queries, causal);
+            if queries == len {
+                self.finish_layer(l, x, &s.context, &mut s.normed, &mut s.hidden, threads);
+            } else {
+                let first = |m: &[f32]| -> Vec<f32> {
+                    m.chunks_exact(len * w)
+                        .flat_map(|s| &s[..w])
+                        .copied()
+                        .collect()
+                };
+                let (mut tokens, context) = (first(x), first(&s.context));
+                self.finish_layer(
+                    l,
+                    &mut tokens,
+                    &context,
+                    &mut s.normed,
+                    &mut s.hidden,
+                    threads,
+                );
+                for (seq, token) in x.chunks_exact_mut(len * w).zip(tokens.chunks_exact(w)) {
+                    seq[..w].copy_from_slice(token);
+                }
+            }
         }
     }
 
+    /// The rest of a layer after attention, for the rows of `x`:
+    /// `x += out(context)`, then `x += fc2(act(fc1(norm2(x))))`.
+    fn finish_layer(
+        &self,
+        l: &Layer,
+        x: &mut [f32],
+        context: &[f32],
+        normed: &mut [f32],
+        hidden: &mut [f32],
+        threads: usize,
+    ) {
+        let rows = x.len() / self.width;
+        l.out.forward(context, x, true, threads);
+        let normed = &mut normed[..x.len()];
+        l.norm2.forward(x, normed);
+        let hidden = &mut hidden[..rows * l.fc1.outputs];
+        l.fc1.forward(normed, hidden, false, threads);
+        self.act.apply(hidden);
+        l.fc2.forward(hidden, x, true, threads);
+    }
+
     /// Multi-head attention from `s.qkv` (each row: queries, keys, values, head after
-    /// head) into `s.context` (each row: the heads' outputs side by side).
-    fn attention(&self, s: &mut Scratch, len: usize, causal: bool) {
+    /// head) into `s.context` (each row: the heads' outputs side by side), for the first
+    /// `queries` tokens of each sequence.
+    fn attention(&self, s: &mut Scratch, len: usize, queries: usize, causal: bool) {
         let w = self.width;
         let hd = w / self.heads;
         let sequences = s.qkv.len() / (len * 3 * w);
@@ -342,9 +396,9 @@ impl Encoder {
             for h in 0..self.heads {
                 let part = |offset: usize| &qkv[offset + h * hd..];
                 // scores = Q K^T: K^T is the key columns read with rows and columns swapped.
-                let queries = View {
+                let q = View {
                     data: part(0),
-                    rows: len,
+                    rows: queries,
                     cols: hd,
                     rs: 3 * w,
                     cs: 1,
@@ -356,8 +410,9 @@ impl Encoder {
                     rs: 1,
                     cs: 3 * w,
                 };
-                matmul(&mut s.scores, len, queries, keys_t, false, 1);
-                simd::softmax_rows(&mut s.scores, len, causal);
+                let scores = &mut s.scores[..queries * len];
+                matmul(scores, len, q, keys_t, false, 1);
+                simd::softmax_rows(scores, len, causal);
                 let values = View {
                     data: part(2 * w),
                     rows: len,
@@ -366,7 +421,7 @@ impl Encoder {
                     cs: 1,
                 };
                 let out = &mut s.context[seq * len * w + h * hd..];
-                matmul(out, w, View::rows(&s.scores, len, len), values, false, 1);
+                matmul(out, w, View::rows(scores, queries, len), values, false, 1);
             }
         }
     }

@@ -536,7 +536,7 @@ impl ClipModel {
         }
         let mut x = vec![0f32; tokens.len()];
         self.pre_norm.forward(&tokens, &mut x);
-        self.vision.forward(&mut x, len, false);
+        self.vision.forward(&mut x, len, false, true);
         let pooled: Vec<f32> = x
             .chunks_exact(len * d)
             .flat_map(|s| &s[..d])
@@ -587,7 +587,7 @@ impl ClipModel {
             .forward(&tokens)?
             .broadcast_add(&self.text_positions.narrow(0, 0, longest)?)?;
         let mut x = x.flatten_all()?.to_vec1::<f32>()?;
-        self.text.forward(&mut x, longest, true);
+        self.text.forward(&mut x, longest, true, false);
         let d = tc.hidden_size;
         let pooled: Vec<f32> = pooled
             .iter()
