@@ -302,11 +302,7 @@ impl Encoder {
             return;
         }
         let threads = rayon::current_num_threads();
-        let groups = if std::env::var("ZZ_OP").is_ok() {
-            1
-        } else {
-            threads.min(sequences)
-        };
+        let groups = threads.min(sequences);
         let per_group = sequences.div_ceil(groups);
         let inner = (threads / groups).max(1);
         x.par_chunks_mut(per_group * seq_size)
