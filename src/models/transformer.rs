@@ -2,9 +2,9 @@
 //! throughput.
 //!
 //! Same arithmetic as the `transformers` layers up to float rounding. What makes it fast:
-//! - every weight matrix is stored transposed, `(in, out)` row-major, and the query, key and
-//!   value projections are one `(width, 3 width)` product, with the attention scale folded
-//!   into the query columns;
+//! - the query, key and value projections are one `(width, 3 width)` product, with the
+//!   attention scale folded into the query weights; weights keep PyTorch's `(out, in)` layout,
+//!   read as `W^T` through strides (as fast here as a transposed copy, and loads faster);
 //! - biases and residuals are fused into the products: the destination starts as the bias
 //!   (or the residual plus the bias) and `gemm` accumulates into it;
 //! - attention reads each head's queries, keys and values in place from the fused projection
@@ -112,13 +112,7 @@ pub fn matmul(dst: &mut [f32], dst_rs: usize, a: View, b: View, accumulate: bool
     }
 }
 
-/// Copies a 2-D f32 tensor into a row-major vector, transposed: `(rows, cols)` becomes
-/// `(cols, rows)`.
-fn transposed(t: &Tensor) -> candle_core::Result<Vec<f32>> {
-    t.t()?.contiguous()?.flatten_all()?.to_vec1()
-}
-
-/// A dense layer `y = x W^T + b`, with `W^T` stored `(inputs, outputs)` row-major.
+/// A dense layer `y = x W^T + b`, with `W` stored `(outputs, inputs)` row-major.
 pub struct Dense {
     weight: Vec<f32>,
     bias: Option<Vec<f32>>,
@@ -133,7 +127,7 @@ impl Dense {
         let weight = weight.flatten_from(1)?;
         let (outputs, inputs) = weight.dims2()?;
         Ok(Self {
-            weight: transposed(&weight)?,
+            weight: weight.flatten_all()?.to_vec1()?,
             bias: bias
                 .map(|b| b.flatten_all().and_then(|b| b.to_vec1()))
                 .transpose()?,
@@ -184,7 +178,13 @@ impl Dense {
             out,
             self.outputs,
             View::rows(x, rows, self.inputs),
-            View::rows(&self.weight, self.inputs, self.outputs),
+            View {
+                data: &self.weight,
+                rows: self.inputs,
+                cols: self.outputs,
+                rs: 1,
+                cs: self.inputs,
+            },
             accumulate,
             threads,
         );
