@@ -14,6 +14,10 @@
 //! which hard-codes `quick_gelu` for the text tower and a layer-norm epsilon of 1e-5: the LAION
 //! ViT-H/14 uses the exact (erf) GELU in both towers. Everything the weights cannot show
 //! (activation, epsilon, heads, patch size, EOS convention) is read from `config.json`.
+//! The layers of both towers run on the plain-buffer encoder of [`crate::models::transformer`]
+//! (fused projections, biases and residuals; one group of images or texts per thread), the
+//! patch convolution as one matrix product over the patches; the image tower's last layer
+//! computes only the class token after attention, the one row it pools.
 //!
 //! Both towers end in a projection to `projection_dim` and the embeddings are L2-normalised,
 //! so an image and a text are compared by a dot product (scaled by `exp(logit_scale)` for
