@@ -7,6 +7,8 @@
 //! - [`caption`]: captioners (the ImageNet tagger; BLIP) behind the `Captioner` trait.
 //! - [`image`]: image encoders (EfficientNet-Lite), preprocessing and ImageNet class names.
 //! - [`load`]: loads a model by registry name, fetching it first when it is missing.
+//! - [`simd`]: vectorised f32 kernels (GELUs, exp, layer norm, softmax) shared by the encoders.
+//! - [`transformer`]: a pre-norm transformer encoder on plain f32 buffers (CLIP's towers).
 //! - [`pth`]: reads legacy PyTorch `.pth` checkpoints and writes them as safetensors.
 
 pub mod bert;
@@ -16,7 +18,9 @@ pub mod image;
 pub mod load;
 pub mod pth;
 pub mod registry;
+pub mod simd;
 pub mod text;
+pub mod transformer;
 
 pub use fetch::{fetch_model, model_status, models_root, ModelStatus};
 pub use image::{EfficientNetLite, ImageEmbedding, ImageEncoder};

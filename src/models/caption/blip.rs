@@ -237,7 +237,7 @@ impl Activation {
     }
 }
 
-/// Exact GELU over contiguous f32 with the vectorised erf of [`crate::models::bert::gelu`].
+/// Exact GELU over contiguous f32 with the vectorised erf of [`crate::models::simd::gelu`].
 struct GeluErf;
 
 impl CustomOp1 for GeluErf {
@@ -257,7 +257,7 @@ impl CustomOp1 for GeluErf {
             candle_core::bail!("blip-gelu-erf: contiguous input only");
         };
         let mut out = vec![0f32; end - start];
-        crate::models::bert::gelu(&data[start..end], &mut out);
+        crate::models::simd::gelu(&data[start..end], &mut out);
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }

@@ -14,6 +14,10 @@
 //! which hard-codes `quick_gelu` for the text tower and a layer-norm epsilon of 1e-5: the LAION
 //! ViT-H/14 uses the exact (erf) GELU in both towers. Everything the weights cannot show
 //! (activation, epsilon, heads, patch size, EOS convention) is read from `config.json`.
+//! The layers of both towers run on the plain-buffer encoder of [`crate::models::transformer`]
+//! (fused projections, biases and residuals; one group of images or texts per thread), the
+//! patch convolution as one matrix product over the patches; the image tower's last layer
+//! computes only the class token after attention, the one row it pools.
 //!
 //! Both towers end in a projection to `projection_dim` and the embeddings are L2-normalised,
 //! so an image and a text are compared by a dot product (scaled by `exp(logit_scale)` for
@@ -26,13 +30,15 @@ use std::path::Path;
 
 use tokenizers::{Tokenizer, TruncationParams};
 
-use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::{Conv2d, Conv2dConfig, Embedding, LayerNorm, Linear, VarBuilder};
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{Embedding, VarBuilder};
 use image::RgbImage;
 use serde::Deserialize;
 
 use super::{ImageEmbedding, ImageEncoder};
-use crate::models::TextEmbedder;
+use crate::models::simd;
+use crate::models::transformer::{Activation, Dense, Encoder, Layer, Norm};
+use crate::models::{l2_normalize, TextEmbedder};
 use crate::{Error, Result};
 
 /// CLIP's per-channel pixel mean (RGB, on the 0..1 scale).
@@ -177,36 +183,6 @@ fn d_eos() -> u32 {
     49407
 }
 
-/// The MLP activations CLIP checkpoints use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Activation {
-    /// `x * sigmoid(1.702 x)` (OpenAI).
-    QuickGelu,
-    /// The exact, erf-based GELU (LAION ViT-H/14).
-    Gelu,
-    /// The tanh approximation of GELU.
-    GeluTanh,
-}
-
-impl Activation {
-    fn parse(name: &str) -> Option<Self> {
-        match name {
-            "quick_gelu" => Some(Self::QuickGelu),
-            "gelu" => Some(Self::Gelu),
-            "gelu_new" | "gelu_pytorch_tanh" => Some(Self::GeluTanh),
-            _ => None,
-        }
-    }
-
-    fn forward(self, x: &Tensor) -> candle_core::Result<Tensor> {
-        match self {
-            Self::QuickGelu => x * candle_nn::ops::sigmoid(&(x * 1.702)?)?,
-            Self::Gelu => x.gelu_erf(),
-            Self::GeluTanh => x.gelu(),
-        }
-    }
-}
-
 /// The shape of one transformer stack.
 struct StackShape {
     width: usize,
@@ -217,81 +193,49 @@ struct StackShape {
     eps: f64,
 }
 
-/// One pre-norm transformer layer (attention, then MLP, each with a residual).
-struct Layer {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
-    norm1: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
-    norm2: LayerNorm,
+/// A layer norm's weights under `vb`.
+fn norm(vb: VarBuilder, width: usize, eps: f64) -> candle_core::Result<Norm> {
+    Norm::new(&vb.get(width, "weight")?, &vb.get(width, "bias")?, eps)
 }
 
-/// A stack of [`Layer`]s with their shared settings.
-struct Encoder {
-    layers: Vec<Layer>,
-    heads: usize,
-    act: Activation,
+/// A linear layer's weights under `vb`, with or without a bias.
+fn dense(vb: VarBuilder, inputs: usize, outputs: usize, bias: bool) -> candle_core::Result<Dense> {
+    let b = if bias {
+        Some(vb.get(outputs, "bias")?)
+    } else {
+        None
+    };
+    Dense::new(&vb.get((outputs, inputs), "weight")?, b.as_ref())
 }
 
-impl Encoder {
-    fn new(vb: VarBuilder, s: &StackShape) -> candle_core::Result<Self> {
-        let vb = vb.pp("layers");
-        let layers = (0..s.layers)
-            .map(|i| {
-                let l = vb.pp(i.to_string());
-                let a = l.pp("self_attn");
-                Ok(Layer {
-                    q: candle_nn::linear(s.width, s.width, a.pp("q_proj"))?,
-                    k: candle_nn::linear(s.width, s.width, a.pp("k_proj"))?,
-                    v: candle_nn::linear(s.width, s.width, a.pp("v_proj"))?,
-                    out: candle_nn::linear(s.width, s.width, a.pp("out_proj"))?,
-                    norm1: candle_nn::layer_norm(s.width, s.eps, l.pp("layer_norm1"))?,
-                    fc1: candle_nn::linear(s.width, s.mlp, l.pp("mlp").pp("fc1"))?,
-                    fc2: candle_nn::linear(s.mlp, s.width, l.pp("mlp").pp("fc2"))?,
-                    norm2: candle_nn::layer_norm(s.width, s.eps, l.pp("layer_norm2"))?,
-                })
+/// The `layers.{i}` stack under `vb`: fused query/key/value projections, the attention
+/// scale folded into the queries.
+fn encoder(vb: VarBuilder, s: &StackShape) -> candle_core::Result<Encoder> {
+    let vb = vb.pp("layers");
+    let scale = ((s.width / s.heads) as f64).powf(-0.5);
+    let layers = (0..s.layers)
+        .map(|i| {
+            let l = vb.pp(i.to_string());
+            let a = l.pp("self_attn");
+            let proj = |name: &str| -> candle_core::Result<(Tensor, Tensor)> {
+                let p = a.pp(name);
+                Ok((
+                    p.get((s.width, s.width), "weight")?,
+                    p.get(s.width, "bias")?,
+                ))
+            };
+            let (q, k, v) = (proj("q_proj")?, proj("k_proj")?, proj("v_proj")?);
+            Ok(Layer {
+                norm1: norm(l.pp("layer_norm1"), s.width, s.eps)?,
+                qkv: Dense::fused_qkv([(&q.0, &q.1), (&k.0, &k.1), (&v.0, &v.1)], scale)?,
+                out: dense(a.pp("out_proj"), s.width, s.width, true)?,
+                norm2: norm(l.pp("layer_norm2"), s.width, s.eps)?,
+                fc1: dense(l.pp("mlp").pp("fc1"), s.width, s.mlp, true)?,
+                fc2: dense(l.pp("mlp").pp("fc2"), s.mlp, s.width, true)?,
             })
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        Ok(Self {
-            layers,
-            heads: s.heads,
-            act: s.act,
         })
-    }
-
-    /// Runs `x` `(batch, seq, width)` through every layer; `mask` `(seq, seq)` is added to
-    /// the attention scores.
-    fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
-        let (b, n, w) = x.dims3()?;
-        let hd = w / self.heads;
-        let scale = (hd as f64).powf(-0.5);
-        let split = |t: Tensor| -> candle_core::Result<Tensor> {
-            t.reshape((b, n, self.heads, hd))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
-        let mut x = x.clone();
-        for l in &self.layers {
-            let h = l.norm1.forward(&x)?;
-            let q = split((l.q.forward(&h)? * scale)?)?;
-            let k = split(l.k.forward(&h)?)?;
-            let v = split(l.v.forward(&h)?)?;
-            let mut scores = q.matmul(&k.t()?)?;
-            if let Some(mask) = mask {
-                scores = scores.broadcast_add(mask)?;
-            }
-            let attn = candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?;
-            let attn = attn.transpose(1, 2)?.reshape((b, n, w))?;
-            x = (x + l.out.forward(&attn)?)?;
-            let h = l.norm2.forward(&x)?;
-            let h = l.fc2.forward(&self.act.forward(&l.fc1.forward(&h)?)?)?;
-            x = (x + h)?;
-        }
-        Ok(x)
-    }
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Ok(Encoder::new(layers, s.width, s.heads, s.act))
 }
 
 /// A CLIP model: both towers and their projections, loaded from a `transformers` folder.
@@ -299,19 +243,21 @@ pub struct ClipModel {
     name: String,
     config: ClipConfig,
     // Vision tower.
-    class_embedding: Tensor,
-    patch_embedding: Conv2d,
-    vision_positions: Tensor,
-    pre_norm: LayerNorm,
+    class_embedding: Vec<f32>,
+    /// The patch convolution as a product with the patches, `(channels * patch^2, width)`.
+    patch_embedding: Dense,
+    /// Position embeddings, `(1 + patches, width)` row-major.
+    vision_positions: Vec<f32>,
+    pre_norm: Norm,
     vision: Encoder,
-    post_norm: LayerNorm,
-    visual_projection: Linear,
+    post_norm: Norm,
+    visual_projection: Dense,
     // Text tower.
     token_embedding: Embedding,
     text_positions: Tensor,
     text: Encoder,
-    final_norm: LayerNorm,
-    text_projection: Linear,
+    final_norm: Norm,
+    text_projection: Dense,
     logit_scale: f32,
     tokenizer: Option<Tokenizer>,
     weights_sha256: String,
@@ -459,15 +405,11 @@ impl ClipModel {
             let v = vb.pp("vision_model");
             let e = v.pp("embeddings");
             let positions = (vc.image_size / vc.patch_size).pow(2) + 1;
-            let patch_embedding = candle_nn::conv2d_no_bias(
-                vc.num_channels,
-                vc.hidden_size,
-                vc.patch_size,
-                Conv2dConfig {
-                    stride: vc.patch_size,
-                    ..Default::default()
-                },
-                e.pp("patch_embedding"),
+            let (d, p) = (vc.hidden_size, vc.patch_size);
+            let patch_embedding = Dense::new(
+                &e.pp("patch_embedding")
+                    .get((d, vc.num_channels, p, p), "weight")?,
+                None,
             )?;
             let vision_shape = StackShape {
                 width: vc.hidden_size,
@@ -493,26 +435,21 @@ impl ClipModel {
                 config.logit_scale_init_value
             };
             Ok(Self {
-                class_embedding: e.get(vc.hidden_size, "class_embedding")?,
+                class_embedding: e.get(d, "class_embedding")?.to_vec1()?,
                 patch_embedding,
                 vision_positions: e
                     .pp("position_embedding")
-                    .get((positions, vc.hidden_size), "weight")?,
-                pre_norm: candle_nn::layer_norm(
-                    vc.hidden_size,
-                    vc.layer_norm_eps,
-                    v.pp("pre_layrnorm"),
-                )?,
-                vision: Encoder::new(v.pp("encoder"), &vision_shape)?,
-                post_norm: candle_nn::layer_norm(
-                    vc.hidden_size,
-                    vc.layer_norm_eps,
-                    v.pp("post_layernorm"),
-                )?,
-                visual_projection: candle_nn::linear_no_bias(
-                    vc.hidden_size,
-                    config.projection_dim,
+                    .get((positions, d), "weight")?
+                    .flatten_all()?
+                    .to_vec1()?,
+                pre_norm: norm(v.pp("pre_layrnorm"), d, vc.layer_norm_eps)?,
+                vision: encoder(v.pp("encoder"), &vision_shape)?,
+                post_norm: norm(v.pp("post_layernorm"), d, vc.layer_norm_eps)?,
+                visual_projection: dense(
                     vb.pp("visual_projection"),
+                    d,
+                    config.projection_dim,
+                    false,
                 )?,
                 token_embedding: candle_nn::embedding(
                     tc.vocab_size,
@@ -522,16 +459,13 @@ impl ClipModel {
                 text_positions: te
                     .pp("position_embedding")
                     .get((tc.max_position_embeddings, tc.hidden_size), "weight")?,
-                text: Encoder::new(t.pp("encoder"), &text_shape)?,
-                final_norm: candle_nn::layer_norm(
-                    tc.hidden_size,
-                    tc.layer_norm_eps,
-                    t.pp("final_layer_norm"),
-                )?,
-                text_projection: candle_nn::linear_no_bias(
+                text: encoder(t.pp("encoder"), &text_shape)?,
+                final_norm: norm(t.pp("final_layer_norm"), tc.hidden_size, tc.layer_norm_eps)?,
+                text_projection: dense(
+                    vb.pp("text_projection"),
                     tc.hidden_size,
                     config.projection_dim,
-                    vb.pp("text_projection"),
+                    false,
                 )?,
                 logit_scale,
                 tokenizer: None,
@@ -566,20 +500,53 @@ impl ClipModel {
                 s = vc.image_size
             )));
         }
-        let x = pixel_values.to_dtype(DType::F32)?;
-        let patches = self
-            .patch_embedding
-            .forward(&x)?
-            .flatten_from(2)?
-            .transpose(1, 2)?;
-        let class = self
-            .class_embedding
-            .reshape((1, 1, vc.hidden_size))?
-            .broadcast_as((n, 1, vc.hidden_size))?;
-        let x = Tensor::cat(&[&class, &patches], 1)?.broadcast_add(&self.vision_positions)?;
-        let x = self.vision.forward(&self.pre_norm.forward(&x)?, None)?;
-        let pooled = self.post_norm.forward(&x.narrow(1, 0, 1)?.squeeze(1)?)?;
-        Ok(normalize_rows(&self.visual_projection.forward(&pooled)?)?)
+        let pixels = pixel_values
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let (d, p) = (vc.hidden_size, vc.patch_size);
+        let grid = vc.image_size / p;
+        let patches = grid * grid;
+        let len = patches + 1;
+        // The stride-p convolution as one product: a row per patch, in the kernel's
+        // (channel, dy, dx) order.
+        let patch_size = c * p * p;
+        let mut columns = vec![0f32; n * patches * patch_size];
+        for (image, rows) in pixels
+            .chunks_exact(c * h * w)
+            .zip(columns.chunks_exact_mut(patches * patch_size))
+        {
+            for (k, row) in rows.chunks_exact_mut(patch_size).enumerate() {
+                let (y, x) = (k / grid * p, k % grid * p);
+                for (i, dst) in row.chunks_exact_mut(p).enumerate() {
+                    let (ch, dy) = (i / p, i % p);
+                    let src = ch * h * w + (y + dy) * w + x;
+                    dst.copy_from_slice(&image[src..src + p]);
+                }
+            }
+        }
+        let mut embedded = vec![0f32; n * patches * d];
+        self.patch_embedding
+            .forward(&columns, &mut embedded, false, rayon::current_num_threads());
+        // Tokens: the class embedding, then the patches, plus the positions.
+        let mut tokens = vec![0f32; n * len * d];
+        for (seq, patches) in tokens
+            .chunks_exact_mut(len * d)
+            .zip(embedded.chunks_exact(patches * d))
+        {
+            seq[..d].copy_from_slice(&self.class_embedding);
+            seq[d..].copy_from_slice(patches);
+            simd::add_rows(seq, &self.vision_positions);
+        }
+        let mut x = vec![0f32; tokens.len()];
+        self.pre_norm.forward(&tokens, &mut x);
+        self.vision.forward(&mut x, len, false, true);
+        let pooled: Vec<f32> = x
+            .chunks_exact(len * d)
+            .flat_map(|s| &s[..d])
+            .copied()
+            .collect();
+        Ok(project(&self.post_norm, &self.visual_projection, &pooled)?)
     }
 
     /// Embeds token-id sequences (each with its start and end-of-text tokens, as CLIP's
@@ -616,25 +583,35 @@ impl ClipModel {
                     .chain(std::iter::repeat(0))
                     .take(longest),
             );
-            pooled.push((i * longest + eos_position(seq, tc.eos_token_id)) as u32);
+            pooled.push(i * longest + eos_position(seq, tc.eos_token_id));
         }
-        let device = Device::Cpu;
-        let tokens = Tensor::from_vec(flat, (ids.len(), longest), &device)?;
+        let tokens = Tensor::from_vec(flat, (ids.len(), longest), &Device::Cpu)?;
         let x = self
             .token_embedding
             .forward(&tokens)?
             .broadcast_add(&self.text_positions.narrow(0, 0, longest)?)?;
-        let mask: Vec<f32> = (0..longest)
-            .flat_map(|i| (0..longest).map(move |j| if j > i { f32::MIN } else { 0.0 }))
+        let mut x = x.flatten_all()?.to_vec1::<f32>()?;
+        self.text.forward(&mut x, longest, true, false);
+        let d = tc.hidden_size;
+        let pooled: Vec<f32> = pooled
+            .iter()
+            .flat_map(|&r| &x[r * d..(r + 1) * d])
+            .copied()
             .collect();
-        let mask = Tensor::from_vec(mask, (longest, longest), &device)?;
-        let x = self
-            .final_norm
-            .forward(&self.text.forward(&x, Some(&mask))?)?;
-        let x = x.reshape((ids.len() * longest, tc.hidden_size))?;
-        let pooled = x.index_select(&Tensor::new(pooled.as_slice(), &device)?, 0)?;
-        Ok(normalize_rows(&self.text_projection.forward(&pooled)?)?)
+        Ok(project(&self.final_norm, &self.text_projection, &pooled)?)
     }
+}
+
+/// A tower's head: `norm`, `projection` and L2 normalisation of the pooled rows, as an
+/// `(rows, projection_dim)` tensor.
+fn project(norm: &Norm, projection: &Dense, pooled: &[f32]) -> candle_core::Result<Tensor> {
+    let mut normed = vec![0f32; pooled.len()];
+    norm.forward(pooled, &mut normed);
+    let (rows, dim) = (pooled.len() / projection.inputs(), projection.outputs());
+    let mut out = vec![0f32; rows * dim];
+    projection.forward(&normed, &mut out, false, 1);
+    out.chunks_exact_mut(dim).for_each(l2_normalize);
+    Tensor::from_vec(out, (rows, dim), &Device::Cpu)
 }
 
 /// Where a sequence is pooled: the first highest id under the legacy convention, else the
@@ -646,11 +623,6 @@ fn eos_position(seq: &[u32], eos: u32) -> usize {
     } else {
         seq.iter().position(|&t| t == eos).unwrap_or(0)
     }
-}
-
-/// Divides each row by its L2 norm.
-fn normalize_rows(x: &Tensor) -> candle_core::Result<Tensor> {
-    x.broadcast_div(&x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?)
 }
 
 /// Resizes the shorter side to `size` with bicubic (Catmull-Rom, as Pillow's BICUBIC) and
