@@ -9,37 +9,12 @@
 //!
 //! Reference: <https://github.com/huggingface/transformers/blob/main/src/transformers/models/bert/modeling_bert.py>
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Shape, Tensor};
+use candle_core::{DType, Module, Tensor};
 use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder};
 use candle_transformers::models::bert::{Config, HiddenAct};
 
-use crate::models::simd::gelu;
+use crate::models::simd::gelu_erf;
 use crate::Result;
-
-/// Exact GELU, `0.5 x (1 + erf(x / sqrt 2))`, as a candle op over contiguous f32.
-struct GeluErf;
-
-impl CustomOp1 for GeluErf {
-    fn name(&self) -> &'static str {
-        "gelu-erf-fast"
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("gelu-erf-fast: f32 only");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("gelu-erf-fast: contiguous input only");
-        };
-        let mut out = vec![0f32; end - start];
-        gelu(&data[start..end], &mut out);
-        Ok((CpuStorage::F32(out), layout.shape().clone()))
-    }
-}
 
 struct Layer {
     qkv: Linear,
@@ -169,7 +144,7 @@ impl Bert {
             let attended = layer
                 .attn_norm
                 .forward(&(layer.attn_out.forward(&ctx)? + &x)?)?;
-            let up = layer.up.forward(&attended)?.apply_op1_no_bwd(&GeluErf)?;
+            let up = gelu_erf(&layer.up.forward(&attended)?)?;
             x = layer
                 .out_norm
                 .forward(&(layer.down.forward(&up)? + attended)?)?;

@@ -233,6 +233,37 @@ fma_dispatch! {
     }
 }
 
+/// Exact GELU, `0.5 x (1 + erf(x / sqrt 2))`, of an f32 tensor with the vectorised [`gelu`]
+/// (for the candle-op encoders, BERT and BLIP; no gradient).
+pub fn gelu_erf(x: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
+    x.contiguous()?.apply_op1_no_bwd(&GeluErf)
+}
+
+/// [`gelu`] as a candle op over contiguous f32.
+struct GeluErf;
+
+impl candle_core::CustomOp1 for GeluErf {
+    fn name(&self) -> &'static str {
+        "gelu-erf-fast"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let candle_core::CpuStorage::F32(data) = storage else {
+            candle_core::bail!("gelu-erf-fast: f32 only");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("gelu-erf-fast: contiguous input only");
+        };
+        let mut out = vec![0f32; end - start];
+        gelu(&data[start..end], &mut out);
+        Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

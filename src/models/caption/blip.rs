@@ -33,7 +33,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Module, Shape, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 use image::imageops::{self, FilterType};
 use image::RgbImage;
@@ -42,6 +42,7 @@ use tokenizers::Tokenizer;
 
 use super::{Caption, Captioner};
 use crate::models::image::clip::{CLIP_MEAN, CLIP_STD};
+use crate::models::simd::gelu_erf;
 use crate::{Error, Result};
 
 /// Images per vision forward pass (and per decoding batch) in [`Captioner::caption`].
@@ -229,36 +230,11 @@ impl Activation {
 
     fn forward(self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            Self::Gelu => x.contiguous()?.apply_op1_no_bwd(&GeluErf),
+            Self::Gelu => gelu_erf(x),
             Self::GeluTanh => x.gelu(),
             Self::QuickGelu => x * candle_nn::ops::sigmoid(&(x * 1.702)?)?,
             Self::Relu => x.relu(),
         }
-    }
-}
-
-/// Exact GELU over contiguous f32 with the vectorised erf of [`crate::models::simd::gelu`].
-struct GeluErf;
-
-impl CustomOp1 for GeluErf {
-    fn name(&self) -> &'static str {
-        "blip-gelu-erf"
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("blip-gelu-erf: f32 only");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("blip-gelu-erf: contiguous input only");
-        };
-        let mut out = vec![0f32; end - start];
-        crate::models::simd::gelu(&data[start..end], &mut out);
-        Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }
 
