@@ -41,6 +41,7 @@ use serde::Deserialize;
 use tokenizers::Tokenizer;
 
 use super::{Caption, Captioner};
+use crate::models::config_defaults::n;
 use crate::models::image::clip::{CLIP_MEAN, CLIP_STD};
 use crate::models::simd::gelu_erf;
 use crate::{Error, Result};
@@ -104,19 +105,19 @@ pub struct TextConfig {
     #[serde(default = "d_vocab")]
     pub vocab_size: usize,
     /// Width of the decoder.
-    #[serde(default = "d_768")]
+    #[serde(default = "n::<768>")]
     pub hidden_size: usize,
     /// Width of the MLP.
-    #[serde(default = "d_3072")]
+    #[serde(default = "n::<3072>")]
     pub intermediate_size: usize,
     /// Number of layers.
-    #[serde(default = "d_12")]
+    #[serde(default = "n::<12>")]
     pub num_hidden_layers: usize,
     /// Number of attention heads.
-    #[serde(default = "d_8")]
+    #[serde(default = "n::<8>")]
     pub num_attention_heads: usize,
     /// Longest token sequence.
-    #[serde(default = "d_512")]
+    #[serde(default = "n::<512>")]
     pub max_position_embeddings: usize,
     /// Activation of the MLP and of the head's transform.
     #[serde(default = "d_act")]
@@ -136,22 +137,22 @@ pub struct TextConfig {
 #[derive(Debug, Clone, Deserialize)]
 pub struct VisionConfig {
     /// Width of the encoder.
-    #[serde(default = "d_768")]
+    #[serde(default = "n::<768>")]
     pub hidden_size: usize,
     /// Width of the MLP.
-    #[serde(default = "d_3072")]
+    #[serde(default = "n::<3072>")]
     pub intermediate_size: usize,
     /// Number of layers.
-    #[serde(default = "d_12")]
+    #[serde(default = "n::<12>")]
     pub num_hidden_layers: usize,
     /// Number of attention heads.
-    #[serde(default = "d_12")]
+    #[serde(default = "n::<12>")]
     pub num_attention_heads: usize,
     /// Side of the square input.
-    #[serde(default = "d_384")]
+    #[serde(default = "n::<384>")]
     pub image_size: usize,
     /// Side of a patch.
-    #[serde(default = "d_16")]
+    #[serde(default = "n::<16>")]
     pub patch_size: usize,
     /// MLP activation.
     #[serde(default = "d_act")]
@@ -166,27 +167,6 @@ fn yes() -> bool {
 }
 fn d_vocab() -> usize {
     30524
-}
-fn d_8() -> usize {
-    8
-}
-fn d_12() -> usize {
-    12
-}
-fn d_16() -> usize {
-    16
-}
-fn d_384() -> usize {
-    384
-}
-fn d_512() -> usize {
-    512
-}
-fn d_768() -> usize {
-    768
-}
-fn d_3072() -> usize {
-    3072
 }
 fn d_act() -> String {
     "gelu".into()

@@ -36,6 +36,7 @@ use image::RgbImage;
 use serde::Deserialize;
 
 use super::{ImageEmbedding, ImageEncoder};
+use crate::models::config_defaults::n;
 use crate::models::simd;
 use crate::models::transformer::{Activation, Dense, Encoder, Layer, Norm};
 use crate::models::{l2_normalize, TextEmbedder};
@@ -77,19 +78,19 @@ pub struct ClipTextConfig {
     #[serde(default = "d_vocab")]
     pub vocab_size: usize,
     /// Width of the transformer.
-    #[serde(default = "d_512")]
+    #[serde(default = "n::<512>")]
     pub hidden_size: usize,
     /// Width of the MLP.
-    #[serde(default = "d_2048")]
+    #[serde(default = "n::<2048>")]
     pub intermediate_size: usize,
     /// Number of layers.
-    #[serde(default = "d_12")]
+    #[serde(default = "n::<12>")]
     pub num_hidden_layers: usize,
     /// Number of attention heads.
-    #[serde(default = "d_8")]
+    #[serde(default = "n::<8>")]
     pub num_attention_heads: usize,
     /// Longest token sequence.
-    #[serde(default = "d_77")]
+    #[serde(default = "n::<77>")]
     pub max_position_embeddings: usize,
     /// MLP activation (`quick_gelu` or `gelu`).
     #[serde(default = "d_act")]
@@ -106,25 +107,25 @@ pub struct ClipTextConfig {
 #[derive(Debug, Clone, Deserialize)]
 pub struct ClipVisionConfig {
     /// Width of the transformer.
-    #[serde(default = "d_768")]
+    #[serde(default = "n::<768>")]
     pub hidden_size: usize,
     /// Width of the MLP.
-    #[serde(default = "d_3072")]
+    #[serde(default = "n::<3072>")]
     pub intermediate_size: usize,
     /// Number of layers.
-    #[serde(default = "d_12")]
+    #[serde(default = "n::<12>")]
     pub num_hidden_layers: usize,
     /// Number of attention heads.
-    #[serde(default = "d_12")]
+    #[serde(default = "n::<12>")]
     pub num_attention_heads: usize,
     /// Input channels.
-    #[serde(default = "d_3")]
+    #[serde(default = "n::<3>")]
     pub num_channels: usize,
     /// Side of the square input.
-    #[serde(default = "d_224")]
+    #[serde(default = "n::<224>")]
     pub image_size: usize,
     /// Side of a patch.
-    #[serde(default = "d_32")]
+    #[serde(default = "n::<32>")]
     pub patch_size: usize,
     /// MLP activation (`quick_gelu` or `gelu`).
     #[serde(default = "d_act")]
@@ -142,36 +143,6 @@ fn default_logit_scale() -> f32 {
 }
 fn d_vocab() -> usize {
     49408
-}
-fn d_3() -> usize {
-    3
-}
-fn d_8() -> usize {
-    8
-}
-fn d_12() -> usize {
-    12
-}
-fn d_32() -> usize {
-    32
-}
-fn d_77() -> usize {
-    77
-}
-fn d_224() -> usize {
-    224
-}
-fn d_512() -> usize {
-    512
-}
-fn d_768() -> usize {
-    768
-}
-fn d_2048() -> usize {
-    2048
-}
-fn d_3072() -> usize {
-    3072
 }
 fn d_act() -> String {
     "quick_gelu".into()
