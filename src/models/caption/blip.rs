@@ -42,7 +42,7 @@ use tokenizers::Tokenizer;
 
 use super::{Caption, Captioner};
 use crate::models::config_defaults::n;
-use crate::models::image::clip::{CLIP_MEAN, CLIP_STD};
+use crate::models::image::clip::normalize_stack;
 use crate::models::simd::gelu_erf;
 use crate::{Error, Result};
 
@@ -1169,27 +1169,10 @@ pub fn resize_square(image: &RgbImage, size: u32) -> Result<RgbImage> {
 }
 
 /// `BlipImageProcessor`'s preprocessing: each image resized to `size x size` ([`resize_square`],
-/// no crop, the aspect ratio is not kept), then `(x / 255 - mean) / std` per channel with CLIP's
-/// mean and standard deviation, stacked as an `(N, 3, size, size)` f32 tensor.
+/// no crop, the aspect ratio is not kept), then normalised and stacked as CLIP's input is
+/// ([`normalize_stack`]).
 pub fn preprocess(images: &[RgbImage], size: usize) -> Result<Tensor> {
-    if images.is_empty() {
-        return Err(Error::Invalid("no images to preprocess".into()));
-    }
-    let plane = size * size;
-    let mut data = vec![0f32; images.len() * 3 * plane];
-    for (image, dst) in images.iter().zip(data.chunks_mut(3 * plane)) {
-        let square = resize_square(image, size as u32)?;
-        for (i, px) in square.as_raw().chunks_exact(3).enumerate() {
-            for c in 0..3 {
-                dst[c * plane + i] = (px[c] as f32 / 255.0 - CLIP_MEAN[c]) / CLIP_STD[c];
-            }
-        }
-    }
-    Ok(Tensor::from_vec(
-        data,
-        (images.len(), 3, size, size),
-        &Device::Cpu,
-    )?)
+    normalize_stack(images, size, resize_square)
 }
 
 impl Captioner for Blip {
@@ -1210,6 +1193,7 @@ impl Captioner for Blip {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::image::clip::{CLIP_MEAN, CLIP_STD};
 
     #[test]
     fn argmax_takes_the_first_best_and_skips_the_banned() {

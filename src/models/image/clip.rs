@@ -614,17 +614,27 @@ fn floor_dims(w: u32, h: u32, size: u32) -> (u32, u32) {
     }
 }
 
-/// CLIP's preprocessing: [`resize_center_crop`] to `size`, then `(x / 255 - mean) / std` per
-/// channel ([`CLIP_MEAN`], [`CLIP_STD`]), stacked as an `(N, 3, size, size)` f32 tensor.
+/// CLIP's preprocessing: [`resize_center_crop`] to `size`, then [`normalize_stack`].
 pub fn preprocess(images: &[RgbImage], size: usize) -> Result<Tensor> {
+    normalize_stack(images, size, resize_center_crop)
+}
+
+/// Each image made `size x size` by `resize`, then `(x / 255 - mean) / std` per channel
+/// ([`CLIP_MEAN`], [`CLIP_STD`]), stacked as an `(N, 3, size, size)` f32 tensor: the input of
+/// CLIP's and BLIP's vision towers.
+pub fn normalize_stack(
+    images: &[RgbImage],
+    size: usize,
+    resize: impl Fn(&RgbImage, u32) -> Result<RgbImage>,
+) -> Result<Tensor> {
     if images.is_empty() {
         return Err(Error::Invalid("no images to preprocess".into()));
     }
     let plane = size * size;
     let mut data = vec![0f32; images.len() * 3 * plane];
     for (image, dst) in images.iter().zip(data.chunks_mut(3 * plane)) {
-        let crop = resize_center_crop(image, size as u32)?;
-        for (i, px) in crop.as_raw().chunks_exact(3).enumerate() {
+        let square = resize(image, size as u32)?;
+        for (i, px) in square.as_raw().chunks_exact(3).enumerate() {
             for c in 0..3 {
                 dst[c * plane + i] = (px[c] as f32 / 255.0 - CLIP_MEAN[c]) / CLIP_STD[c];
             }
