@@ -231,7 +231,7 @@ fn preprocessing_matches_pillow() {
                 "{dir}/{}: mean abs difference to Pillow {mean:.3} levels",
                 f.name
             );
-            assert!(mean < 1.0, "{dir}/{}: mean abs difference {mean}", f.name);
+            assert!(mean < 0.5, "{dir}/{}: mean abs difference {mean}", f.name);
         }
     }
 }

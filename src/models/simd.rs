@@ -31,6 +31,8 @@ macro_rules! fma_dispatch {
     };
 }
 
+pub(crate) use fma_dispatch;
+
 /// erf(x) by the rational approximation used in Eigen (x clamped to [-4, 4], where erf is
 /// within 1e-8 of +-1); max absolute error about 3e-7 in f32.
 #[inline(always)]

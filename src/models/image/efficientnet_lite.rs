@@ -11,21 +11,25 @@
 //! (strides cannot be seen in weights; they come from the plan), so a checkpoint of the wrong
 //! variant or architecture is refused with the first block that differs.
 //!
-//! For speed on a CPU the network runs channels-last (NHWC): every 1x1 convolution is one
-//! matrix product over all pixels of the batch, the depthwise convolutions are a vectorised
-//! kernel over channels (candle's grouped convolution splits into one tiny convolution per
-//! channel), and batch norm is folded into the convolution weights at load time.
+//! For speed on a CPU the network runs on plain f32 buffers, channels-last (NHWC): every 1x1
+//! convolution is one matrix product over an image's pixels with the bias fused in (and the
+//! residual, where a block has one), the stem and depthwise convolutions are vectorised
+//! kernels over channels ([`super::kernels`]), and batch norm is folded into the convolution
+//! weights at load time.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
+use std::cell::RefCell;
+
+use candle_core::{CpuStorage, DType, Device, Storage, Tensor};
 use rayon::prelude::*;
 
 use super::super::l2_normalize;
 use super::checkpoint::Checkpoint;
-use super::kernels::{same_padding, BiasAct, Depthwise};
+use super::kernels::{conv_nchw, depthwise, relu6, Conv};
 use super::{preprocess, ImageEmbedding, ImageEncoder};
+use crate::models::transformer::Dense;
 use crate::{Error, Result};
 
 /// EfficientNet-B0's stages: kernel, stride, expansion ratio, output channels, repeats.
@@ -44,8 +48,6 @@ pub const FEATURES: usize = 1280;
 /// Number of ImageNet-1k classes.
 pub const CLASSES: usize = 1000;
 const BN_EPS: f64 = 1e-3;
-/// Input pixels per forward slice (8 images of 224 x 224).
-pub const SLICE_PIXELS: usize = 8 * 224 * 224;
 
 /// The EfficientNet-Lite variants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,51 +150,37 @@ fn round_filters(channels: usize, width: f64) -> usize {
     rounded
 }
 
-/// A 1x1 convolution (batch norm folded in) as a matrix product over NHWC pixels.
+/// A 1x1 convolution (batch norm folded in): one matrix product over a map's NHWC pixels.
 struct Pointwise {
-    /// `(C_in, C_out)`.
-    weight: Tensor,
-    bias: Tensor,
+    dense: Dense,
     relu6: bool,
 }
 
 impl Pointwise {
-    fn forward(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
-        let (n, h, w, c) = x.dims4()?;
-        let cout = self.weight.dim(1)?;
-        let y = x.reshape((n * h * w, c))?.matmul(&self.weight)?;
-        // The product's output is fresh: bias, activation and residual are added in place.
-        let op = BiasAct { relu6: self.relu6 };
-        match residual {
-            Some(r) => y.inplace_op3(&self.bias, &r.reshape((n * h * w, cout))?, &op)?,
-            None => y.inplace_op2(&self.bias, &op)?,
+    /// `out = act(x W^T + b)`; with `residual`, `out` holds the residual and gets
+    /// `x W^T + b` added (no activation then).
+    fn forward(&self, x: &[f32], out: &mut [f32], residual: bool, threads: usize) {
+        let out = &mut out[..x.len() / self.dense.inputs() * self.dense.outputs()];
+        self.dense.forward(x, out, residual, threads);
+        if self.relu6 {
+            relu6(out);
         }
-        Ok(y.reshape((n, h, w, cout))?)
     }
 }
 
 struct Block {
     expand: Option<Pointwise>,
     /// `(k*k, C)` with batch norm folded in.
-    depthwise: Tensor,
-    depthwise_bias: Tensor,
+    depthwise: Vec<f32>,
+    depthwise_bias: Vec<f32>,
     shape: BlockShape,
     project: Pointwise,
 }
 
 impl Block {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = match &self.expand {
-            Some(e) => e.forward(x, None)?,
-            None => x.clone(),
-        };
-        let op = Depthwise {
-            kernel: self.shape.kernel,
-            stride: self.shape.stride,
-        };
-        let y = y.apply_op3_no_bwd(&self.depthwise, &self.depthwise_bias, &op)?;
-        let skip = self.shape.stride == 1 && self.shape.cin == self.shape.cout;
-        self.project.forward(&y, skip.then_some(x))
+    /// Whether the block adds its input to its output.
+    fn skips(&self) -> bool {
+        self.shape.stride == 1 && self.shape.cin == self.shape.cout
     }
 }
 
@@ -232,14 +220,37 @@ fn block_shapes(ckpt: &Checkpoint) -> Result<Vec<BlockShape>> {
 /// An EfficientNet-Lite classifier: pooled features and ImageNet logits in one pass.
 pub struct EfficientNetLite {
     variant: Variant,
-    stem: Tensor,
-    stem_bias: Tensor,
+    /// `(3*3*3, 32)`: kernel row, kernel column, input channel; output channels last.
+    stem: Vec<f32>,
+    stem_bias: Vec<f32>,
     blocks: Vec<Block>,
     head: Pointwise,
-    /// `(1280, 1000)`.
-    fc: Tensor,
-    fc_bias: Tensor,
+    fc: Dense,
     batch_size: usize,
+}
+
+/// Three activation buffers, kept per thread between forward passes (a fresh mapping of
+/// this size costs more in page faults than the convolutions that fill it).
+#[derive(Default)]
+struct Scratch {
+    map: Vec<f32>,
+    other: Vec<f32>,
+    depthwise: Vec<f32>,
+}
+
+impl Scratch {
+    /// Makes each buffer at least `len` long.
+    fn reserve(&mut self, len: usize) {
+        for b in [&mut self.map, &mut self.other, &mut self.depthwise] {
+            if b.len() < len {
+                b.resize(len, 0.0);
+            }
+        }
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
 }
 
 impl EfficientNetLite {
@@ -281,15 +292,13 @@ impl EfficientNetLite {
         }
         let pointwise = |conv: &str, (cin, cout), bn: &str, relu6| -> Result<Pointwise> {
             let (w, bias) = ckpt.folded(conv, &[cout, cin, 1, 1], bn, BN_EPS)?;
-            let weight = w.reshape((cout, cin))?.t()?.contiguous()?;
-            Ok(Pointwise {
-                weight,
-                bias,
-                relu6,
-            })
+            let dense = Dense::new(&w, Some(&bias))?;
+            Ok(Pointwise { dense, relu6 })
         };
         let (stem, stem_bias) =
             ckpt.folded("_conv_stem.weight", &[STEM, 3, 3, 3], "_bn0", BN_EPS)?;
+        let stem = stem.permute((2, 3, 1, 0))?.flatten_all()?.to_vec1()?;
+        let stem_bias = stem_bias.to_vec1()?;
         let mut blocks = Vec::new();
         for (i, shape) in plan.into_iter().enumerate() {
             let name = |s: &str| format!("_blocks.{i}.{s}");
@@ -311,13 +320,13 @@ impl EfficientNetLite {
                 &name("_bn1"),
                 BN_EPS,
             )?;
-            let depthwise = dw.reshape((hidden, k * k))?.t()?.contiguous()?;
+            let depthwise = dw.reshape((hidden, k * k))?.t()?.flatten_all()?.to_vec1()?;
             let dims = (hidden, shape.cout);
             let project = pointwise(&name("_project_conv.weight"), dims, &name("_bn2"), false)?;
             let block = Block {
                 expand,
                 depthwise,
-                depthwise_bias,
+                depthwise_bias: depthwise_bias.to_vec1()?,
                 shape,
                 project,
             };
@@ -325,11 +334,10 @@ impl EfficientNetLite {
         }
         let last = blocks.last().map_or(STEM, |b| b.shape.cout);
         let head = pointwise("_conv_head.weight", (last, FEATURES), "_bn1", true)?;
-        let fc = ckpt
-            .get("_fc.weight", &[CLASSES, FEATURES])?
-            .t()?
-            .contiguous()?;
-        let fc_bias = ckpt.get("_fc.bias", &[CLASSES])?;
+        let fc = Dense::new(
+            &ckpt.get("_fc.weight", &[CLASSES, FEATURES])?,
+            Some(&ckpt.get("_fc.bias", &[CLASSES])?),
+        )?;
         ckpt.check_all_used()?;
         let batch_size = 16;
         Ok(Self {
@@ -339,7 +347,6 @@ impl EfficientNetLite {
             blocks,
             head,
             fc,
-            fc_bias,
             batch_size,
         })
     }
@@ -358,9 +365,10 @@ impl EfficientNetLite {
     /// [`super::preprocess`]); returns the global-average-pooled features `(N, 1280)` (not
     /// normalised) and the ImageNet logits `(N, 1000)`. CPU only.
     ///
-    /// Large batches run in slices of about [`SLICE_PIXELS`] input pixels (8 images at 224
-    /// px): activations of that size are reused by the allocator instead of being mapped
-    /// afresh, which measured faster than whole batches of 16, and memory stays bounded.
+    /// With at least as many images as rayon has threads, the batch is split into one group
+    /// of images per thread and each image runs single-threaded through the whole network, in
+    /// activation buffers its thread keeps (no synchronisation between layers, no fresh
+    /// memory); a smaller batch runs one image at a time with every thread in each layer.
     pub fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let (n, c, h, w) = x.dims4()?;
         if c != 3 || h == 0 || w == 0 || x.dtype() != DType::F32 || !x.device().is_cpu() {
@@ -370,39 +378,121 @@ impl EfficientNetLite {
                 x.dtype()
             )));
         }
-        let per_slice = (SLICE_PIXELS / (h * w)).max(1);
-        if n <= per_slice {
-            return self.forward_slice(x);
+        let x = x.contiguous()?;
+        let (storage, layout) = x.storage_and_layout();
+        let Storage::Cpu(CpuStorage::F32(data)) = &*storage else {
+            return Err(Error::Invalid(
+                "efficientnet-lite: f32 CPU input only".into(),
+            ));
+        };
+        let (from, to) = layout
+            .contiguous_offsets()
+            .ok_or_else(|| Error::Invalid("efficientnet-lite: non-contiguous input".into()))?;
+        let pixels = &data[from..to];
+        let image_len = 3 * h * w;
+        let mut features = vec![0f32; n * FEATURES];
+        let threads = rayon::current_num_threads();
+        if n >= threads && threads > 1 {
+            let per_group = n.div_ceil(threads);
+            pixels
+                .par_chunks(per_group * image_len)
+                .zip(features.par_chunks_mut(per_group * FEATURES))
+                .for_each(|(images, out)| {
+                    let images = images.chunks(image_len).zip(out.chunks_mut(FEATURES));
+                    for (image, out) in images {
+                        self.forward_image(image, h, w, out, 1);
+                    }
+                });
+        } else {
+            let images = pixels.chunks(image_len).zip(features.chunks_mut(FEATURES));
+            for (image, out) in images {
+                self.forward_image(image, h, w, out, threads);
+            }
         }
-        let (mut features, mut logits) = (Vec::new(), Vec::new());
-        for start in (0..n).step_by(per_slice) {
-            let (f, l) = self.forward_slice(&x.narrow(0, start, per_slice.min(n - start))?)?;
-            features.push(f);
-            logits.push(l);
-        }
-        Ok((Tensor::cat(&features, 0)?, Tensor::cat(&logits, 0)?))
+        let mut logits = vec![0f32; n * CLASSES];
+        self.fc.forward(&features, &mut logits, false, threads);
+        Ok((
+            Tensor::from_vec(features, (n, FEATURES), &Device::Cpu)?,
+            Tensor::from_vec(logits, (n, CLASSES), &Device::Cpu)?,
+        ))
     }
 
-    fn forward_slice(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
-        let (_, _, h, w) = x.dims4()?;
-        let (top, bottom, _) = same_padding(h, 3, 2);
-        let (left, right, _) = same_padding(w, 3, 2);
-        let x = x
-            .pad_with_zeros(2, top, bottom)?
-            .pad_with_zeros(3, left, right)?;
-        let mut x = x
-            .conv2d(&self.stem, 0, 2, 1, 1)?
-            .permute((0, 2, 3, 1))?
-            .contiguous()?;
-        x.inplace_op2(&self.stem_bias, &BiasAct { relu6: true })?;
-        for block in &self.blocks {
-            x = block.forward(&x)?;
+    /// The longest activation (in floats) an `h x w` input makes.
+    fn activation_len(&self, h: usize, w: usize) -> usize {
+        let stem = Conv::same(h, w, 3, 2);
+        let (mut h, mut w) = (stem.oh, stem.ow);
+        let mut longest = h * w * STEM;
+        for b in &self.blocks {
+            let s = b.shape;
+            let g = Conv::same(h, w, s.kernel, s.stride);
+            longest = longest.max(h * w * s.hidden).max(g.oh * g.ow * s.cout);
+            (h, w) = (g.oh, g.ow);
         }
-        let x = self.head.forward(&x, None)?;
-        let (n, h, w, c) = x.dims4()?;
-        let features = x.reshape((n, h * w, c))?.mean(1)?;
-        let logits = features.matmul(&self.fc)?.broadcast_add(&self.fc_bias)?;
-        Ok((features, logits))
+        longest.max(h * w * FEATURES)
+    }
+
+    /// One NCHW image `(3, h, w)` through the network into its pooled `features`, on
+    /// `threads` threads, in this thread's scratch buffers.
+    fn forward_image(
+        &self,
+        image: &[f32],
+        h: usize,
+        w: usize,
+        features: &mut [f32],
+        threads: usize,
+    ) {
+        SCRATCH.with_borrow_mut(|scratch| {
+            scratch.reserve(self.activation_len(h, w));
+            let Scratch {
+                map,
+                other,
+                depthwise: dw,
+            } = scratch;
+            let g = Conv::same(h, w, 3, 2);
+            let len = g.oh * g.ow * STEM;
+            conv_nchw(
+                image,
+                &self.stem,
+                &self.stem_bias,
+                &mut map[..len],
+                g,
+                threads,
+            );
+            let (mut h, mut w) = (g.oh, g.ow);
+            for block in &self.blocks {
+                let s = block.shape;
+                let input = &map[..h * w * s.cin];
+                let expanded = match &block.expand {
+                    Some(e) => {
+                        e.forward(input, other, false, threads);
+                        &other[..h * w * s.hidden]
+                    }
+                    None => input,
+                };
+                let g = Conv::same(h, w, s.kernel, s.stride);
+                let dw = &mut dw[..g.oh * g.ow * s.hidden];
+                let (weights, bias) = (&block.depthwise, &block.depthwise_bias);
+                depthwise(expanded, weights, bias, dw, g, threads);
+                let len = g.oh * g.ow * s.cout;
+                if block.skips() {
+                    other[..len].copy_from_slice(&map[..len]);
+                }
+                block.project.forward(dw, other, block.skips(), threads);
+                std::mem::swap(map, other);
+                (h, w) = (g.oh, g.ow);
+            }
+            let last = self.blocks.last().map_or(STEM, |b| b.shape.cout);
+            self.head
+                .forward(&map[..h * w * last], other, false, threads);
+            features.fill(0.0);
+            for pixel in other[..h * w * FEATURES].chunks_exact(FEATURES) {
+                for (f, &v) in features.iter_mut().zip(pixel) {
+                    *f += v;
+                }
+            }
+            let scale = 1.0 / (h * w) as f32;
+            features.iter_mut().for_each(|f| *f *= scale);
+        })
     }
 }
 

@@ -5,8 +5,8 @@
 //! 1. decode, then RGB 8-bit (alpha is dropped, 16-bit is scaled down; EXIF orientation is
 //!    not applied);
 //! 2. resize so the shorter side equals the model's input size, the longer side to
-//!    `round(long * size / short)` (half up), with the Catmull-Rom cubic (the same kernel as
-//!    Pillow's BICUBIC; both widen it when shrinking, i.e. they antialias);
+//!    `round(long * size / short)` (half up), as Pillow's BICUBIC does
+//!    ([`resize_catmull_rom`]);
 //! 3. crop the centre square (offset `(long - size) / 2`, rounded down).
 //!
 //! A square Stable Diffusion image is therefore seen whole. EfficientNet-Lite then takes
@@ -15,7 +15,9 @@
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
-use image::imageops::{self, FilterType};
+use fast_image_resize::images::{Image, ImageRef};
+use fast_image_resize::{PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::imageops;
 use image::RgbImage;
 
 use crate::{Error, Result};
@@ -75,10 +77,36 @@ pub fn resize_center_crop_with(
     let resized = if (nw, nh) == (w, h) {
         image.clone()
     } else {
-        imageops::resize(image, nw, nh, FilterType::CatmullRom)
+        resize_catmull_rom(image, nw, nh)?
     };
     let (left, top) = ((nw - size) / 2, (nh - size) / 2);
     Ok(imageops::crop_imm(&resized, left, top, size, size).to_image())
+}
+
+/// Resizes as Pillow's `BICUBIC` does: the Catmull-Rom cubic, widened when shrinking, in
+/// 8-bit fixed point, the horizontal pass first and rounded to 8 bits before the vertical one
+/// (vectorised by `fast_image_resize`; one call of it for both directions skips that rounding
+/// and lands further from Pillow: 0.2 levels on average instead of 0.1 on real photos).
+pub fn resize_catmull_rom(image: &RgbImage, width: u32, height: u32) -> Result<RgbImage> {
+    let rows = resize_once(image, width, image.height())?;
+    resize_once(&rows, width, height)
+}
+
+/// One `fast_image_resize` call (it skips a direction whose size does not change).
+fn resize_once(image: &RgbImage, width: u32, height: u32) -> Result<RgbImage> {
+    if image.dimensions() == (width, height) {
+        return Ok(image.clone());
+    }
+    let fail = |e: &dyn std::fmt::Display| Error::Invalid(format!("cannot resize: {e}"));
+    let (w, h) = image.dimensions();
+    let src = ImageRef::new(w, h, image.as_raw(), PixelType::U8x3).map_err(|e| fail(&e))?;
+    let mut dst = Image::new(width, height, PixelType::U8x3);
+    let filter = ResizeAlg::Convolution(fast_image_resize::FilterType::CatmullRom);
+    Resizer::new()
+        .resize(&src, &mut dst, &ResizeOptions::new().resize_alg(filter))
+        .map_err(|e| fail(&e))?;
+    RgbImage::from_raw(width, height, dst.into_vec())
+        .ok_or_else(|| Error::Invalid("cannot resize: short output buffer".into()))
 }
 
 /// Stacks same-sized RGB crops into an `(N, 3, H, W)` f32 tensor holding `(x - 127) / 128`.
