@@ -158,10 +158,10 @@ struct Pointwise {
 
 impl Pointwise {
     /// `out = act(x W^T + b)`; with `residual`, `out` holds the residual and gets
-    /// `x W^T + b` added (no activation then).
-    fn forward(&self, x: &[f32], out: &mut [f32], residual: bool, threads: usize) {
+    /// `x W^T + b` added (no activation then). Single-threaded.
+    fn forward(&self, x: &[f32], out: &mut [f32], residual: bool) {
         let out = &mut out[..x.len() / self.dense.inputs() * self.dense.outputs()];
-        self.dense.forward(x, out, residual, threads);
+        self.dense.forward(x, out, residual, 1);
         if self.relu6 {
             relu6(out);
         }
@@ -365,10 +365,10 @@ impl EfficientNetLite {
     /// [`super::preprocess`]); returns the global-average-pooled features `(N, 1280)` (not
     /// normalised) and the ImageNet logits `(N, 1000)`. CPU only.
     ///
-    /// With at least as many images as rayon has threads, the batch is split into one group
-    /// of images per thread and each image runs single-threaded through the whole network, in
-    /// activation buffers its thread keeps (no synchronisation between layers, no fresh
-    /// memory); a smaller batch runs one image at a time with every thread in each layer.
+    /// The batch is split into one group of images per thread of rayon's pool, and each
+    /// image runs single-threaded through the whole network, in activation buffers its thread
+    /// keeps: no synchronisation between layers and no fresh memory. (Sharing one image's
+    /// layers between two threads measured no faster, so a single image takes one thread.)
     pub fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let (n, c, h, w) = x.dims4()?;
         if c != 3 || h == 0 || w == 0 || x.dtype() != DType::F32 || !x.device().is_cpu() {
@@ -388,27 +388,19 @@ impl EfficientNetLite {
         let (from, to) = layout
             .contiguous_offsets()
             .ok_or_else(|| Error::Invalid("efficientnet-lite: non-contiguous input".into()))?;
-        let pixels = &data[from..to];
         let image_len = 3 * h * w;
         let mut features = vec![0f32; n * FEATURES];
         let threads = rayon::current_num_threads();
-        if n >= threads && threads > 1 {
-            let per_group = n.div_ceil(threads);
-            pixels
-                .par_chunks(per_group * image_len)
-                .zip(features.par_chunks_mut(per_group * FEATURES))
-                .for_each(|(images, out)| {
-                    let images = images.chunks(image_len).zip(out.chunks_mut(FEATURES));
-                    for (image, out) in images {
-                        self.forward_image(image, h, w, out, 1);
-                    }
-                });
-        } else {
-            let images = pixels.chunks(image_len).zip(features.chunks_mut(FEATURES));
-            for (image, out) in images {
-                self.forward_image(image, h, w, out, threads);
-            }
-        }
+        let per_group = n.div_ceil(threads).max(1);
+        data[from..to]
+            .par_chunks(per_group * image_len)
+            .zip(features.par_chunks_mut(per_group * FEATURES))
+            .for_each(|(images, out)| {
+                let images = images.chunks(image_len).zip(out.chunks_mut(FEATURES));
+                for (image, out) in images {
+                    self.forward_image(image, h, w, out);
+                }
+            });
         let mut logits = vec![0f32; n * CLASSES];
         self.fc.forward(&features, &mut logits, false, threads);
         Ok((
@@ -431,16 +423,9 @@ impl EfficientNetLite {
         longest.max(h * w * FEATURES)
     }
 
-    /// One NCHW image `(3, h, w)` through the network into its pooled `features`, on
-    /// `threads` threads, in this thread's scratch buffers.
-    fn forward_image(
-        &self,
-        image: &[f32],
-        h: usize,
-        w: usize,
-        features: &mut [f32],
-        threads: usize,
-    ) {
+    /// One NCHW image `(3, h, w)` through the network into its pooled `features`, in this
+    /// thread's scratch buffers.
+    fn forward_image(&self, image: &[f32], h: usize, w: usize, features: &mut [f32]) {
         SCRATCH.with_borrow_mut(|scratch| {
             scratch.reserve(self.activation_len(h, w));
             let Scratch {
@@ -450,21 +435,15 @@ impl EfficientNetLite {
             } = scratch;
             let g = Conv::same(h, w, 3, 2);
             let len = g.oh * g.ow * STEM;
-            conv_nchw(
-                image,
-                &self.stem,
-                &self.stem_bias,
-                &mut map[..len],
-                g,
-                threads,
-            );
+            let stem = &mut map[..len];
+            conv_nchw(image, &self.stem, &self.stem_bias, stem, g);
             let (mut h, mut w) = (g.oh, g.ow);
             for block in &self.blocks {
                 let s = block.shape;
                 let input = &map[..h * w * s.cin];
                 let expanded = match &block.expand {
                     Some(e) => {
-                        e.forward(input, other, false, threads);
+                        e.forward(input, other, false);
                         &other[..h * w * s.hidden]
                     }
                     None => input,
@@ -472,18 +451,17 @@ impl EfficientNetLite {
                 let g = Conv::same(h, w, s.kernel, s.stride);
                 let dw = &mut dw[..g.oh * g.ow * s.hidden];
                 let (weights, bias) = (&block.depthwise, &block.depthwise_bias);
-                depthwise(expanded, weights, bias, dw, g, threads);
+                depthwise(expanded, weights, bias, dw, g);
                 let len = g.oh * g.ow * s.cout;
                 if block.skips() {
                     other[..len].copy_from_slice(&map[..len]);
                 }
-                block.project.forward(dw, other, block.skips(), threads);
+                block.project.forward(dw, other, block.skips());
                 std::mem::swap(map, other);
                 (h, w) = (g.oh, g.ow);
             }
             let last = self.blocks.last().map_or(STEM, |b| b.shape.cout);
-            self.head
-                .forward(&map[..h * w * last], other, false, threads);
+            self.head.forward(&map[..h * w * last], other, false);
             features.fill(0.0);
             for pixel in other[..h * w * FEATURES].chunks_exact(FEATURES) {
                 for (f, &v) in features.iter_mut().zip(pixel) {
