@@ -4,15 +4,16 @@
 //! must be an image of the index, and the file read is the path the index recorded for it.
 //! Thumbnails (JPEG, at most [`THUMB_SIDE`] pixels a side) are kept in a bounded cache.
 
-use std::collections::HashMap;
 use std::io::Cursor;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use lru::LruCache;
 use serde_json::Value;
 
 use super::error::{ApiError, ApiResult};
@@ -26,26 +27,34 @@ pub const THUMB_SIDE: u32 = 320;
 /// Largest image file served, in bytes.
 pub const MAX_IMAGE_FILE: u64 = 64 << 20;
 /// Thumbnails kept in memory (about 20 KB each).
-const THUMB_CACHE: usize = 2048;
+const THUMB_CACHE: NonZeroUsize = NonZeroUsize::new(2048).unwrap();
 
-/// The thumbnail cache: record id -> JPEG bytes.
-#[derive(Default)]
+/// The thumbnail cache: record id -> JPEG bytes, the least recently used dropped first.
 pub struct Thumbnails {
-    cache: std::sync::Mutex<HashMap<u64, Bytes>>,
+    cache: Mutex<LruCache<u64, Bytes>>,
+}
+
+impl Default for Thumbnails {
+    fn default() -> Self {
+        Self::with_capacity(THUMB_CACHE)
+    }
 }
 
 impl Thumbnails {
+    fn with_capacity(capacity: NonZeroUsize) -> Self {
+        Self {
+            cache: Mutex::new(LruCache::new(capacity)),
+        }
+    }
+
+    /// The thumbnail of `id`, if cached (it becomes the most recently used).
     fn get(&self, id: u64) -> Option<Bytes> {
         self.cache.lock().ok()?.get(&id).cloned()
     }
 
     fn put(&self, id: u64, jpeg: Bytes) {
         if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= THUMB_CACHE {
-                // Crude but bounded: start over rather than grow.
-                cache.clear();
-            }
-            cache.insert(id, jpeg);
+            cache.put(id, jpeg);
         }
     }
 }
@@ -176,6 +185,21 @@ mod tests {
             "/api/images/",
         ] {
             assert_eq!(id(bad).unwrap_err().code, "bad_id", "{bad}");
+        }
+    }
+
+    /// A full cache drops the thumbnail used longest ago, not everything.
+    #[test]
+    fn the_least_recently_used_thumbnail_goes_first() {
+        let cache = Thumbnails::with_capacity(NonZeroUsize::new(3).unwrap());
+        for id in 1..=3 {
+            cache.put(id, Bytes::from(vec![id as u8]));
+        }
+        assert!(cache.get(1).is_some()); // 2 is now the oldest
+        cache.put(4, Bytes::from_static(b"4"));
+        assert!(cache.get(2).is_none());
+        for id in [1, 3, 4] {
+            assert!(cache.get(id).is_some(), "{id}");
         }
     }
 }
