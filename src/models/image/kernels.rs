@@ -92,129 +92,91 @@ pub fn depthwise(x: &[f32], weights: &[f32], bias: &[f32], dst: &mut [f32], g: C
     let c = bias.len();
     assert_eq!(x.len(), g.h * g.w * c, "depthwise: input length");
     assert_eq!(weights.len(), g.k * g.k * c, "depthwise: weights length");
-    assert_eq!(dst.len(), g.oh * g.ow * c, "depthwise: output length");
-    #[cfg(target_arch = "x86_64")]
-    let fast = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-    for (oy, row) in dst.chunks_exact_mut(g.ow * c).enumerate() {
-        #[cfg(target_arch = "x86_64")]
-        if fast {
-            // SAFETY: the features the function is compiled for were just detected.
-            unsafe { depthwise_row_avx2(x, weights, bias, row, g, oy) };
-            continue;
-        }
-        depthwise_row(x, weights, bias, row, g, oy)
-    }
-}
-
-/// One output row `oy` of [`depthwise`].
-#[inline(always)]
-fn depthwise_row(x: &[f32], weights: &[f32], bias: &[f32], dst: &mut [f32], g: Conv, oy: usize) {
-    let c = bias.len();
-    for (ox, acc) in dst.chunks_exact_mut(c).enumerate() {
-        acc.copy_from_slice(bias);
-        for ky in 0..g.k {
-            let Some(iy) = g.in_row(oy, ky) else {
-                continue;
-            };
-            for kx in 0..g.k {
-                let Some(ix) = g.in_col(ox, kx) else {
-                    continue;
-                };
-                let src = &x[(iy * g.w + ix) * c..][..c];
-                let wt = &weights[(ky * g.k + kx) * c..][..c];
-                for ((a, &v), &k) in acc.iter_mut().zip(src).zip(wt) {
-                    *a += v * k;
-                }
-            }
-        }
-        for a in acc.iter_mut() {
-            *a = a.clamp(0.0, 6.0);
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn depthwise_row_avx2(
-    x: &[f32],
-    weights: &[f32],
-    bias: &[f32],
-    dst: &mut [f32],
-    g: Conv,
-    oy: usize,
-) {
-    depthwise_row(x, weights, bias, dst, g, oy)
+    run::<DEPTHWISE>(x, weights, bias, dst, g);
 }
 
 /// Full k x k convolution of one NCHW image `x` `(cin, h, w)` with `weights`
 /// `(k*k*cin, cout)` (rows in kernel-row, kernel-column, input-channel order) and `bias`
-/// `(cout)`, then ReLU6, into the NHWC `dst` `(oh, ow, cout)`. Meant
-/// for few input channels (an RGB stem): each output pixel is `k*k*cin` vector updates.
+/// `(cout)`, then ReLU6, into the NHWC `dst` `(oh, ow, cout)`. Meant for few input channels
+/// (an RGB stem): each output pixel is `k*k*cin` vector updates.
 pub fn conv_nchw(x: &[f32], weights: &[f32], bias: &[f32], dst: &mut [f32], g: Conv) {
-    let cout = bias.len();
     let cin = x.len() / (g.h * g.w);
     assert_eq!(x.len(), cin * g.h * g.w, "conv: input length");
-    assert_eq!(
-        weights.len(),
-        g.k * g.k * cin * cout,
-        "conv: weights length"
-    );
-    assert_eq!(dst.len(), g.oh * g.ow * cout, "conv: output length");
-    #[cfg(target_arch = "x86_64")]
-    let fast = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-    for (oy, row) in dst.chunks_exact_mut(g.ow * cout).enumerate() {
-        #[cfg(target_arch = "x86_64")]
-        if fast {
-            // SAFETY: the features the function is compiled for were just detected.
-            unsafe { conv_nchw_row_avx2(x, weights, bias, row, g, oy) };
-            continue;
-        }
-        conv_nchw_row(x, weights, bias, row, g, oy)
-    }
+    let taps = g.k * g.k * cin * bias.len();
+    assert_eq!(weights.len(), taps, "conv: weights length");
+    run::<NCHW>(x, weights, bias, dst, g);
 }
 
-/// One output row `oy` of [`conv_nchw`].
-#[inline(always)]
-fn conv_nchw_row(x: &[f32], weights: &[f32], bias: &[f32], dst: &mut [f32], g: Conv, oy: usize) {
-    let cout = bias.len();
-    let plane = g.h * g.w;
-    let cin = x.len() / plane;
-    for (ox, acc) in dst.chunks_exact_mut(cout).enumerate() {
-        acc.copy_from_slice(bias);
-        for ky in 0..g.k {
-            let Some(iy) = g.in_row(oy, ky) else {
-                continue;
-            };
-            for kx in 0..g.k {
-                let Some(ix) = g.in_col(ox, kx) else {
-                    continue;
-                };
-                for ci in 0..cin {
-                    let v = x[ci * plane + iy * g.w + ix];
-                    let wt = &weights[((ky * g.k + kx) * cin + ci) * cout..][..cout];
-                    for (a, &k) in acc.iter_mut().zip(wt) {
-                        *a += v * k;
-                    }
-                }
-            }
-        }
-        for a in acc.iter_mut() {
-            *a = a.clamp(0.0, 6.0);
-        }
+/// [`run`]'s kernel parameter: [`depthwise`] (the kernel is a compile-time constant, so
+/// each convolution gets its own loop).
+const DEPTHWISE: bool = true;
+/// [`run`]'s kernel parameter: [`conv_nchw`].
+const NCHW: bool = false;
+
+/// Every output row of the convolution, compiled for AVX2 + FMA when the processor has them.
+fn run<const KERNEL: bool>(x: &[f32], weights: &[f32], bias: &[f32], dst: &mut [f32], g: Conv) {
+    let row_len = g.ow * bias.len();
+    assert_eq!(dst.len(), g.oh * row_len, "convolution: output length");
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // SAFETY: the features the function is compiled for were just detected.
+        return unsafe { rows_avx2::<KERNEL>(x, weights, bias, dst, g) };
     }
+    rows::<KERNEL>(x, weights, bias, dst, g)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn conv_nchw_row_avx2(
+unsafe fn rows_avx2<const KERNEL: bool>(
     x: &[f32],
     weights: &[f32],
     bias: &[f32],
     dst: &mut [f32],
     g: Conv,
-    oy: usize,
 ) {
-    conv_nchw_row(x, weights, bias, dst, g, oy)
+    rows::<KERNEL>(x, weights, bias, dst, g)
+}
+
+/// Each output pixel starts as the bias, accumulates its taps, and is clamped by ReLU6.
+#[inline(always)]
+fn rows<const KERNEL: bool>(x: &[f32], weights: &[f32], bias: &[f32], dst: &mut [f32], g: Conv) {
+    let c = bias.len();
+    let plane = g.h * g.w;
+    for (oy, row) in dst.chunks_exact_mut(g.ow * c).enumerate() {
+        for (ox, acc) in row.chunks_exact_mut(c).enumerate() {
+            acc.copy_from_slice(bias);
+            for ky in 0..g.k {
+                let Some(iy) = g.in_row(oy, ky) else {
+                    continue;
+                };
+                for kx in 0..g.k {
+                    let Some(ix) = g.in_col(ox, kx) else {
+                        continue;
+                    };
+                    let tap = ky * g.k + kx;
+                    if KERNEL == DEPTHWISE {
+                        let src = &x[(iy * g.w + ix) * c..][..c];
+                        let wt = &weights[tap * c..][..c];
+                        for ((a, &v), &k) in acc.iter_mut().zip(src).zip(wt) {
+                            *a += v * k;
+                        }
+                    } else {
+                        let cin = x.len() / plane;
+                        for ci in 0..cin {
+                            let v = x[ci * plane + iy * g.w + ix];
+                            let wt = &weights[(tap * cin + ci) * c..][..c];
+                            for (a, &k) in acc.iter_mut().zip(wt) {
+                                *a += v * k;
+                            }
+                        }
+                    }
+                }
+            }
+            for a in acc.iter_mut() {
+                *a = a.clamp(0.0, 6.0);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
