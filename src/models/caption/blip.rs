@@ -325,8 +325,9 @@ struct DecoderCache {
     /// Per row, per layer: the self-attention keys and values so far, a row of
     /// `2 width` per token (keys, then values).
     past: Vec<Vec<Vec<f32>>>,
-    /// Per layer: the cross-attention keys and values, `(images, tokens, 2 width)` row-major
-    /// (keys, then values); the `group` consecutive rows of an image (its beams) share them.
+    /// Per layer: the cross-attention keys and values, `(images, 2, heads, tokens, head)`
+    /// row-major (keys, then values; each head's block contiguous, so a step streams it);
+    /// the `group` consecutive rows of an image (its beams) share them.
     image: Vec<Vec<f32>>,
     /// Tokens seen so far (the position of the next one).
     len: usize,
@@ -458,7 +459,7 @@ impl TextDecoder {
                 let rows = image_embeds.len() / l.cross_kv.inputs();
                 let mut kv = vec![0f32; rows * l.cross_kv.outputs()];
                 l.cross_kv.forward(image_embeds, &mut kv, false, threads);
-                kv
+                self.split_image_heads(&kv, rows / images)
             })
             .collect();
         DecoderCache {
@@ -467,6 +468,21 @@ impl TextDecoder {
             len: 0,
             group,
         }
+    }
+
+    /// Image keys and values `(images, tokens, 2 width)` (keys, then values, head after
+    /// head) -> `(images, 2, heads, tokens, head)`, the layout of [`DecoderCache::image`].
+    fn split_image_heads(&self, kv: &[f32], tokens: usize) -> Vec<f32> {
+        let hd = self.width / self.heads;
+        let mut out = Vec::with_capacity(kv.len());
+        for image in kv.chunks_exact(tokens * 2 * self.width) {
+            for part in 0..2 * self.heads {
+                for token in image.chunks_exact(2 * self.width) {
+                    out.extend_from_slice(&token[part * hd..(part + 1) * hd]);
+                }
+            }
+        }
+        out
     }
 
     /// Runs `ids`, `seq` new tokens for each row of `cache`, after what `cache` holds:
@@ -580,50 +596,54 @@ impl TextDecoder {
 
     /// Cross-attention from the queries in `s.qkv` (the first `width` columns of each of its
     /// rows) to the image tokens in `image_kv` ([`DecoderCache::image`] of one layer), into
-    /// `s.context`; the `group * seq` query rows of an image attend to it together. Images
-    /// run in parallel.
+    /// `s.context`; the `group * seq` query rows of an image attend to it together. The
+    /// (image, head) pairs run in parallel.
     fn cross_attention(&self, s: &mut DecoderScratch, image_kv: &[f32], seq: usize, group: usize) {
-        let w = self.width;
-        let hd = w / self.heads;
+        let (w, heads) = (self.width, self.heads);
+        let hd = w / heads;
         let rows = group * seq;
         let n = s.context.len() / w;
         let queries = &s.qkv[..n * w];
         let images = n / rows;
-        let tokens = image_kv.len() / (images * 2 * w);
-        s.context
-            .par_chunks_mut(rows * w)
-            .zip(queries.par_chunks(rows * w))
-            .zip(image_kv.par_chunks(tokens * 2 * w))
-            .for_each(|((context, queries), kv)| {
+        let block = image_kv.len() / (images * 2 * heads);
+        let tokens = block / hd;
+        // Each pair's output, `(images, heads, rows, head)`.
+        let mut outputs = vec![0f32; images * heads * rows * hd];
+        outputs
+            .par_chunks_mut(rows * hd)
+            .enumerate()
+            .for_each(|(pair, out)| {
+                let (image, h) = (pair / heads, pair % heads);
+                let head_block =
+                    |part: usize| &image_kv[((image * 2 + part) * heads + h) * block..];
+                let q = View {
+                    data: &queries[image * rows * w + h * hd..],
+                    rows,
+                    cols: hd,
+                    rs: w,
+                    cs: 1,
+                };
+                let keys_t = View {
+                    data: head_block(0),
+                    rows: hd,
+                    cols: tokens,
+                    rs: 1,
+                    cs: hd,
+                };
                 let mut scores = vec![0f32; rows * tokens];
-                for h in 0..self.heads {
-                    let keys_t = View {
-                        data: &kv[h * hd..],
-                        rows: hd,
-                        cols: tokens,
-                        rs: 1,
-                        cs: 2 * w,
-                    };
-                    let q = View {
-                        data: &queries[h * hd..],
-                        rows,
-                        cols: hd,
-                        rs: w,
-                        cs: 1,
-                    };
-                    matmul(&mut scores, tokens, q, keys_t, false, 1);
-                    simd::softmax_rows(&mut scores, tokens, false);
-                    let values = View {
-                        data: &kv[w + h * hd..],
-                        rows: tokens,
-                        cols: hd,
-                        rs: 2 * w,
-                        cs: 1,
-                    };
-                    let probs = View::rows(&scores, rows, tokens);
-                    matmul(&mut context[h * hd..], w, probs, values, false, 1);
-                }
+                matmul(&mut scores, tokens, q, keys_t, false, 1);
+                simd::softmax_rows(&mut scores, tokens, false);
+                let probs = View::rows(&scores, rows, tokens);
+                let values = View::rows(&head_block(1)[..block], tokens, hd);
+                matmul(out, hd, probs, values, false, 1);
             });
+        for (pair, out) in outputs.chunks_exact(rows * hd).enumerate() {
+            let (image, h) = (pair / heads, pair % heads);
+            for (r, o) in out.chunks_exact(hd).enumerate() {
+                let at = (image * rows + r) * w + h * hd;
+                s.context[at..at + hd].copy_from_slice(o);
+            }
+        }
     }
 }
 
