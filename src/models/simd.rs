@@ -190,6 +190,48 @@ fn max(v: &[f32]) -> f32 {
     acc.iter().fold(tail, |m, &x| m.max(x))
 }
 
+/// Dot product of `a` and `b` (same length) over [`LANES`] independent accumulators.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for ((acc, &x), &y) in acc.iter_mut().zip(x).zip(y) {
+            *acc = x.mul_add(y, *acc);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+fma_dispatch! {
+    /// Dot products of `rows` vectors `x_i` with `out.len() / rows` vectors `w_j`, all of
+    /// `len` values, `x_i` starting at `x[i * x_stride]` and `w_j` at `w[j * w_stride]`:
+    /// `out[j * rows + i] = x_i . w_j`. Each `w_j` is read from memory once, for products
+    /// with few rows (a matrix times a handful of vectors), which memory bandwidth bounds.
+    pub fn dot_products(
+        x: &[f32],
+        x_stride: usize,
+        w: &[f32],
+        w_stride: usize,
+        len: usize,
+        rows: usize,
+        out: &mut [f32],
+    ) {
+        for (j, out) in out.chunks_exact_mut(rows).enumerate() {
+            let w = &w[j * w_stride..j * w_stride + len];
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = dot(&x[i * x_stride..i * x_stride + len], w);
+            }
+        }
+    }
+}
+
 fma_dispatch! {
     /// Layer norm of each row of `src` (rows of `gamma.len()`) into `dst`:
     /// `(x - mean) / sqrt(var + eps) * gamma + beta`, the variance biased, as in PyTorch.
@@ -236,7 +278,7 @@ fma_dispatch! {
 }
 
 /// Exact GELU, `0.5 x (1 + erf(x / sqrt 2))`, of an f32 tensor with the vectorised [`gelu`]
-/// (for the candle-op encoders, BERT and BLIP; no gradient).
+/// (for the candle-op encoder, BERT; no gradient).
 pub fn gelu_erf(x: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
     x.contiguous()?.apply_op1_no_bwd(&GeluErf)
 }
@@ -312,6 +354,27 @@ mod tests {
             assert!((q[i] as f64 - quick).abs() < 1e-5, "quick_gelu({x})");
             assert!((t[i] as f64 - tanh).abs() < 1e-5, "gelu_tanh({x})");
             assert!((g[i] as f64 - exact).abs() < 1e-5, "gelu({x})");
+        }
+    }
+
+    #[test]
+    fn dot_products_match_direct_sums() {
+        let (len, rows, cols) = (37, 3, 5);
+        let x: Vec<f32> = (0..rows * 40)
+            .map(|i| (i % 17) as f32 / 7.0 - 1.0)
+            .collect();
+        let w: Vec<f32> = (0..cols * 50)
+            .map(|i| (i % 13) as f32 / 5.0 - 1.2)
+            .collect();
+        let mut out = vec![0f32; rows * cols];
+        dot_products(&x, 40, &w, 50, len, rows, &mut out);
+        for j in 0..cols {
+            for i in 0..rows {
+                let want: f64 = (0..len)
+                    .map(|k| x[i * 40 + k] as f64 * w[j * 50 + k] as f64)
+                    .sum();
+                assert!((out[j * rows + i] as f64 - want).abs() < 1e-4);
+            }
         }
     }
 

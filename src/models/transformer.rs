@@ -1,5 +1,6 @@
-//! A pre-norm transformer encoder (CLIP's towers) on plain f32 buffers, written for CPU
-//! throughput.
+//! A pre-norm transformer encoder (CLIP's towers, BLIP's image encoder) on plain f32 buffers,
+//! written for CPU throughput, and its parts ([`Dense`], [`Norm`], [`matmul`],
+//! [`PatchEmbedding`]), which BLIP's text decoder reuses.
 //!
 //! Same arithmetic as the `transformers` layers up to float rounding. What makes it fast:
 //! - the query, key and value projections are one `(width, 3 width)` product, with the
@@ -15,9 +16,13 @@
 //! - a batch is split into one group of sequences per thread of rayon's pool, each group run
 //!   single-threaded from its first layer to its last: no synchronisation between operations,
 //!   and each thread keeps its own activations in its cache. A single sequence runs with
-//!   every thread inside each matrix product instead.
+//!   every thread inside each matrix product instead, and so do the sequences left over when
+//!   the batch is not a multiple of the threads;
+//! - a product with a handful of rows (a decoding step) runs as dot products that read each
+//!   weight once, the memory-bound case where `gemm`'s packing costs as much as the arithmetic.
 
 use candle_core::Tensor;
+use candle_nn::VarBuilder;
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -65,8 +70,14 @@ fn reach(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
     }
 }
 
+/// Products whose `a` has at most this many rows (a decoder step's tokens, an attention
+/// query) run as dot products ([`simd::dot_products`]) when both operands allow it.
+const SKINNY_ROWS: usize = 8;
+
 /// `dst = a b`, or `dst += a b` with `accumulate`, dst being `a.rows x b.cols` with row
-/// stride `dst_rs` (columns adjacent), run by `gemm` on `threads` threads of rayon's pool.
+/// stride `dst_rs` (columns adjacent), run on `threads` threads of rayon's pool: by `gemm`,
+/// or, when `a` has few rows (at most `SKINNY_ROWS`, 8) and both the rows of `a` and the
+/// columns of `b` are contiguous, as dot products that read `b` once.
 ///
 /// # Panics
 /// When the shapes disagree or an operand reaches outside its slice.
@@ -80,6 +91,10 @@ pub fn matmul(dst: &mut [f32], dst_rs: usize, a: View, b: View, accumulate: bool
         reach(a.rows, b.cols, dst_rs, 1) <= dst.len(),
         "matmul: destination out of bounds"
     );
+    if a.rows <= SKINNY_ROWS && a.cs == 1 && b.rs == 1 {
+        skinny_matmul(dst, dst_rs, a, b, accumulate, threads);
+        return;
+    }
     let parallelism = if threads > 1 {
         Parallelism::Rayon(threads)
     } else {
@@ -112,6 +127,46 @@ pub fn matmul(dst: &mut [f32], dst_rs: usize, a: View, b: View, accumulate: bool
     }
 }
 
+/// [`matmul`] for an `a` of few, contiguous rows and a `b` of contiguous columns (a
+/// weight matrix in PyTorch's layout read as `W^T`, keys read as `K^T`): the columns of `b`
+/// are split between the threads, each computes its columns' dot products with every row of
+/// `a` ([`simd::dot_products`]), and the results are added into `dst` (operands checked by
+/// [`matmul`]).
+fn skinny_matmul(
+    dst: &mut [f32],
+    dst_rs: usize,
+    a: View,
+    b: View,
+    accumulate: bool,
+    threads: usize,
+) {
+    let (rows, cols) = (a.rows, b.cols);
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    let per_task = cols.div_ceil(threads.max(1));
+    // Column-major results: `products[j * rows + i]` is `dst[i][j]`.
+    let mut products = vec![0f32; rows * cols];
+    let task = |(t, out): (usize, &mut [f32])| {
+        let w = &b.data[t * per_task * b.cs..];
+        simd::dot_products(a.data, a.rs, w, b.cs, a.cols, rows, out);
+    };
+    if threads > 1 {
+        products
+            .par_chunks_mut(per_task * rows)
+            .enumerate()
+            .for_each(task);
+    } else {
+        task((0, &mut products));
+    }
+    for (i, row) in dst.chunks_mut(dst_rs).take(rows).enumerate() {
+        let column = products.iter().skip(i).step_by(rows);
+        for (d, &p) in row[..cols].iter_mut().zip(column) {
+            *d = if accumulate { *d + p } else { p };
+        }
+    }
+}
+
 /// A dense layer `y = x W^T + b`, with `W` stored `(outputs, inputs)` row-major.
 pub struct Dense {
     weight: Vec<f32>,
@@ -136,15 +191,37 @@ impl Dense {
         })
     }
 
+    /// The `weight` (`(outputs, inputs)`) and, with `bias`, the `bias` under `vb`.
+    pub fn load(
+        vb: &VarBuilder,
+        inputs: usize,
+        outputs: usize,
+        bias: bool,
+    ) -> candle_core::Result<Self> {
+        let b = bias.then(|| vb.get(outputs, "bias")).transpose()?;
+        Self::new(&vb.get((outputs, inputs), "weight")?, b.as_ref())
+    }
+
+    /// Several layers over the same inputs as one, their outputs side by side in the order
+    /// given (e.g. keys then values); each part's weights and bias are multiplied by its scale.
+    pub fn fused(parts: &[(&Tensor, &Tensor, f64)]) -> candle_core::Result<Self> {
+        let scaled = |i: usize| -> candle_core::Result<Vec<Tensor>> {
+            parts
+                .iter()
+                .map(|p| [p.0, p.1][i] * p.2)
+                .collect::<candle_core::Result<Vec<_>>>()
+        };
+        let (weights, biases) = (scaled(0)?, scaled(1)?);
+        Self::new(&Tensor::cat(&weights, 0)?, Some(&Tensor::cat(&biases, 0)?))
+    }
+
     /// The query, key and value projections as one layer of `3 width` outputs (query
     /// first), the query weights and bias multiplied by `q_scale`.
     pub fn fused_qkv(
         [q, k, v]: [(&Tensor, &Tensor); 3],
         q_scale: f64,
     ) -> candle_core::Result<Self> {
-        let weight = Tensor::cat(&[&(q.0 * q_scale)?, k.0, v.0], 0)?;
-        let bias = Tensor::cat(&[&(q.1 * q_scale)?, k.1, v.1], 0)?;
-        Self::new(&weight, Some(&bias))
+        Self::fused(&[(q.0, q.1, q_scale), (k.0, k.1, 1.0), (v.0, v.1, 1.0)])
     }
 
     /// Number of inputs.
@@ -155,6 +232,12 @@ impl Dense {
     /// Number of outputs.
     pub fn outputs(&self) -> usize {
         self.outputs
+    }
+
+    /// The weights of output `i` (row `i` of `W`), e.g. a token's embedding when the layer
+    /// is a language-model head tied to the word embeddings.
+    pub fn weight_row(&self, i: usize) -> &[f32] {
+        &self.weight[i * self.inputs..(i + 1) * self.inputs]
     }
 
     /// `out = x W^T + b` for `x` `(rows, inputs)`; with `residual`, `out += x W^T + b`.
@@ -208,13 +291,18 @@ impl Norm {
         })
     }
 
+    /// The `weight` and `bias` of width `width` under `vb`.
+    pub fn load(vb: &VarBuilder, width: usize, eps: f64) -> candle_core::Result<Self> {
+        Self::new(&vb.get(width, "weight")?, &vb.get(width, "bias")?, eps)
+    }
+
     /// Normalises each row of `x` into `out`.
     pub fn forward(&self, x: &[f32], out: &mut [f32]) {
         simd::layer_norm(x, &mut out[..x.len()], &self.gamma, &self.beta, self.eps);
     }
 }
 
-/// The MLP activations of CLIP checkpoints.
+/// The MLP activations of CLIP and BLIP checkpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
     /// `x * sigmoid(1.702 x)` (OpenAI).
@@ -236,7 +324,8 @@ impl Activation {
         }
     }
 
-    fn apply(self, x: &mut [f32]) {
+    /// Applies the activation to every element of `x`, in place.
+    pub fn apply(self, x: &mut [f32]) {
         match self {
             Self::QuickGelu => simd::quick_gelu_inplace(x),
             Self::Gelu => simd::gelu_inplace(x),
@@ -298,10 +387,35 @@ impl Encoder {
     pub fn forward(&self, x: &mut [f32], len: usize, causal: bool, first_only: bool) {
         let seq_size = len * self.width;
         let sequences = x.len() / seq_size;
+        let threads = rayon::current_num_threads();
+        // Whole rounds of one group per thread, then the sequences left over (fewer than the
+        // threads) with the threads shared among them, so no thread idles while one finishes
+        // an extra sequence.
+        let rounds = if sequences > threads {
+            sequences - sequences % threads
+        } else {
+            0
+        };
+        let (whole, rest) = x.split_at_mut(rounds * seq_size);
+        self.forward_groups(whole, len, causal, first_only, threads);
+        self.forward_groups(rest, len, causal, first_only, threads);
+    }
+
+    /// [`Encoder::forward`] with the sequences split into at most `threads` groups, one per
+    /// thread, each group with its share of the threads inside its products.
+    fn forward_groups(
+        &self,
+        x: &mut [f32],
+        len: usize,
+        causal: bool,
+        first_only: bool,
+        threads: usize,
+    ) {
+        let seq_size = len * self.width;
+        let sequences = x.len() / seq_size;
         if sequences == 0 {
             return;
         }
-        let threads = rayon::current_num_threads();
         let groups = threads.min(sequences);
         let per_group = sequences.div_ceil(groups);
         let inner = (threads / groups).max(1);
@@ -333,7 +447,7 @@ impl Encoder {
             let queries = if first_only && last { 1 } else { len };
             l.norm1.forward(x, &mut s.normed);
             l.qkv.forward(&s.normed, &mut s.qkv, false, threads);
-            self.attention(&mut s, len, queries, causal);
+            self.attention(&mut s, len, queries, causal, threads);
             if queries == len {
                 self.finish_layer(l, x, &s.context, &mut s.normed, &mut s.hidden, threads);
             } else {
@@ -382,8 +496,8 @@ impl Encoder {
 
     /// Multi-head attention from `s.qkv` (each row: queries, keys, values, head after
     /// head) into `s.context` (each row: the heads' outputs side by side), for the first
-    /// `queries` tokens of each sequence.
-    fn attention(&self, s: &mut Scratch, len: usize, queries: usize, causal: bool) {
+    /// `queries` tokens of each sequence, with `threads` in each product.
+    fn attention(&self, s: &mut Scratch, len: usize, queries: usize, causal: bool, threads: usize) {
         let w = self.width;
         let hd = w / self.heads;
         let sequences = s.qkv.len() / (len * 3 * w);
@@ -407,7 +521,7 @@ impl Encoder {
                     cs: 3 * w,
                 };
                 let scores = &mut s.scores[..queries * len];
-                matmul(scores, len, q, keys_t, false, 1);
+                matmul(scores, len, q, keys_t, false, threads);
                 simd::softmax_rows(scores, len, causal);
                 let values = View {
                     data: part(2 * w),
@@ -417,7 +531,146 @@ impl Encoder {
                     cs: 1,
                 };
                 let out = &mut s.context[seq * len * w + h * hd..];
-                matmul(out, w, View::rows(scores, queries, len), values, false, 1);
+                matmul(
+                    out,
+                    w,
+                    View::rows(scores, queries, len),
+                    values,
+                    false,
+                    threads,
+                );
+            }
+        }
+    }
+}
+
+/// A ViT's input tokens: the class embedding, then each patch of the image projected by the
+/// stride-`patch` convolution (one product over the flattened patches), plus the position
+/// embeddings.
+pub struct PatchEmbedding {
+    projection: Dense,
+    class: Vec<f32>,
+    positions: Vec<f32>,
+    channels: usize,
+    size: usize,
+    patch: usize,
+}
+
+impl PatchEmbedding {
+    /// From the convolution's weight `(width, channels, patch, patch)` and optional bias, the
+    /// class embedding (`width` values) and the position embeddings (`1 + (size / patch)^2`
+    /// rows of `width`), for square images of side `size`.
+    pub fn new(
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        class: &Tensor,
+        positions: &Tensor,
+        size: usize,
+    ) -> candle_core::Result<Self> {
+        let (width, channels, patch, _) = weight.dims4()?;
+        let grid = size / patch;
+        let positions = positions.flatten_all()?.to_vec1()?;
+        if positions.len() != (grid * grid + 1) * width {
+            candle_core::bail!("position embeddings do not fit {grid}x{grid} patches");
+        }
+        Ok(Self {
+            projection: Dense::new(weight, bias)?,
+            class: class.flatten_all()?.to_vec1()?,
+            positions,
+            channels,
+            size,
+            patch,
+        })
+    }
+
+    /// Tokens per image: the class token and the patches.
+    pub fn tokens(&self) -> usize {
+        (self.size / self.patch).pow(2) + 1
+    }
+
+    /// The tokens of images `(N, channels, size, size)` (flattened, row-major):
+    /// `(N * tokens, width)` row-major.
+    pub fn forward(&self, pixels: &[f32]) -> Vec<f32> {
+        let (c, s, p) = (self.channels, self.size, self.patch);
+        let grid = s / p;
+        let patches = grid * grid;
+        let d = self.projection.outputs();
+        let n = pixels.len() / (c * s * s);
+        // A row per patch, in the kernel's (channel, dy, dx) order.
+        let patch_size = c * p * p;
+        let mut columns = vec![0f32; n * patches * patch_size];
+        for (image, rows) in pixels
+            .chunks_exact(c * s * s)
+            .zip(columns.chunks_exact_mut(patches * patch_size))
+        {
+            for (k, row) in rows.chunks_exact_mut(patch_size).enumerate() {
+                let (y, x) = (k / grid * p, k % grid * p);
+                for (i, dst) in row.chunks_exact_mut(p).enumerate() {
+                    let (ch, dy) = (i / p, i % p);
+                    let src = ch * s * s + (y + dy) * s + x;
+                    dst.copy_from_slice(&image[src..src + p]);
+                }
+            }
+        }
+        let mut embedded = vec![0f32; n * patches * d];
+        self.projection
+            .forward(&columns, &mut embedded, false, rayon::current_num_threads());
+        let len = patches + 1;
+        let mut tokens = vec![0f32; n * len * d];
+        for (seq, patches) in tokens
+            .chunks_exact_mut(len * d)
+            .zip(embedded.chunks_exact(patches * d))
+        {
+            seq[..d].copy_from_slice(&self.class);
+            seq[d..].copy_from_slice(patches);
+            simd::add_rows(seq, &self.positions);
+        }
+        tokens
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The dot-product path agrees with `gemm` on a strided product, accumulating or not.
+    #[test]
+    fn skinny_products_match_gemm() {
+        let (rows, depth, cols) = (3, 40, 70);
+        let a: Vec<f32> = (0..rows * 50)
+            .map(|i| (i % 11) as f32 / 3.0 - 1.5)
+            .collect();
+        let b: Vec<f32> = (0..cols * 45).map(|i| (i % 7) as f32 / 2.0 - 1.0).collect();
+        let a = View {
+            data: &a,
+            rows,
+            cols: depth,
+            rs: 50,
+            cs: 1,
+        };
+        let b = View {
+            data: &b,
+            rows: depth,
+            cols,
+            rs: 1,
+            cs: 45,
+        };
+        // The same product with `a` seen as 9 rows (its 3 rows repeated), past SKINNY_ROWS.
+        let tall: Vec<f32> = (0..9)
+            .flat_map(|i| a.data[(i % 3) * 50..][..depth].to_vec())
+            .collect();
+        let mut want = vec![1f32; 9 * cols];
+        matmul(&mut want, cols, View::rows(&tall, 9, depth), b, true, 1);
+        for threads in [1, 2] {
+            for accumulate in [false, true] {
+                let mut got = vec![1f32; rows * (cols + 2)];
+                matmul(&mut got, cols + 2, a, b, accumulate, threads);
+                for i in 0..rows {
+                    for j in 0..cols {
+                        let w = want[i * cols + j] - if accumulate { 0.0 } else { 1.0 };
+                        assert!((got[i * (cols + 2) + j] - w).abs() < 1e-3);
+                    }
+                }
             }
         }
     }

@@ -1,11 +1,20 @@
-//! BLIP image captioning in candle, loaded from a Hugging Face `BlipForConditionalGeneration`
-//! folder (`config.json`, `model.safetensors`, `tokenizer.json`), the layout of
+//! BLIP image captioning, loaded from a Hugging Face `BlipForConditionalGeneration` folder
+//! (`config.json`, `model.safetensors`, `tokenizer.json`), the layout of
 //! Salesforce/blip-image-captioning-base and -large.
 //!
 //! The model is a ViT image encoder (`vision_model.*`: patch embedding with a class token, pre-norm
 //! layers with a fused `qkv` projection, a final `post_layernorm`) and a BERT-style text decoder
 //! (`text_decoder.bert.*`: post-norm layers with causal self-attention and cross-attention to
 //! every image token, then the `text_decoder.cls.predictions` language-model head).
+//!
+//! Both run on plain f32 buffers with [`crate::models::transformer`]: the image encoder is its
+//! [`Encoder`] after a [`PatchEmbedding`]; the decoder uses its [`Dense`] layers (query, key and
+//! value fused, the attention scale folded into the queries, biases and residuals fused into
+//! the products) and the [`crate::models::simd`] kernels. A decoding step has a handful of rows
+//! (one per image, or per beam), so its products are matrix-times-few-vectors, which
+//! [`matmul`] runs as dot products reading each weight once. The self-attention cache keeps each
+//! row's keys and values token after token, and each layer's image keys and values are
+//! computed once per image (keys and values side by side) and read in place by every step.
 //!
 //! It is written here rather than taken from `candle_transformers::models::blip`, which does not
 //! fit the checkpoints or the use:
@@ -33,17 +42,21 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{LayerNorm, VarBuilder};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
 use image::imageops::{self, FilterType};
 use image::RgbImage;
+use rayon::prelude::*;
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
 use super::{Caption, Captioner};
 use crate::models::config_defaults::n;
 use crate::models::image::clip::normalize_stack;
-use crate::models::simd::gelu_erf;
+use crate::models::simd;
+use crate::models::transformer::{
+    matmul, Activation, Dense, Encoder, Layer, Norm, PatchEmbedding, View,
+};
 use crate::{Error, Result};
 
 /// Images per vision forward pass (and per decoding batch) in [`Captioner::caption`].
@@ -184,227 +197,138 @@ fn d_sep() -> Option<u32> {
     Some(102)
 }
 
-/// The activations `transformers` names in BLIP configs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Activation {
-    /// The exact, erf-based GELU (`gelu`, what BLIP uses).
-    Gelu,
-    /// The tanh approximation (`gelu_new`, `gelu_pytorch_tanh`).
-    GeluTanh,
-    /// `x * sigmoid(1.702 x)`.
-    QuickGelu,
-    /// `max(x, 0)`.
-    Relu,
-}
-
-impl Activation {
-    fn parse(name: &str) -> Option<Self> {
-        match name {
-            "gelu" => Some(Self::Gelu),
-            "gelu_new" | "gelu_pytorch_tanh" => Some(Self::GeluTanh),
-            "quick_gelu" => Some(Self::QuickGelu),
-            "relu" => Some(Self::Relu),
-            _ => None,
-        }
-    }
-
-    fn forward(self, x: &Tensor) -> candle_core::Result<Tensor> {
-        match self {
-            Self::Gelu => gelu_erf(x),
-            Self::GeluTanh => x.gelu(),
-            Self::QuickGelu => x * candle_nn::ops::sigmoid(&(x * 1.702)?)?,
-            Self::Relu => x.relu(),
-        }
-    }
-}
-
-/// A dense layer, `x W^T + b`, run as one 2-D matrix product over all leading dimensions.
-struct Dense {
-    weight_t: Tensor,
-    bias: Tensor,
-}
-
-impl Dense {
-    fn load(vb: &VarBuilder, inputs: usize, outputs: usize) -> candle_core::Result<Self> {
-        let weight = vb.get((outputs, inputs), "weight")?;
-        Ok(Self {
-            weight_t: weight.t()?.contiguous()?,
-            bias: vb.get(outputs, "bias")?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let dims = x.dims().to_vec();
-        let inputs = *dims.last().unwrap_or(&0);
-        let rows = x.elem_count() / inputs.max(1);
-        let y = x
-            .reshape((rows, inputs))?
-            .matmul(&self.weight_t)?
-            .broadcast_add(&self.bias)?;
-        let mut out = dims;
-        if let Some(last) = out.last_mut() {
-            *last = self.bias.dim(0)?;
-        }
-        y.reshape(out)
-    }
-}
-
-fn layer_norm(vb: &VarBuilder, width: usize, eps: f64) -> candle_core::Result<LayerNorm> {
-    candle_nn::layer_norm(width, eps, vb.clone())
-}
-
-/// `(batch, seq, heads * head)` -> `(batch, heads, seq, head)`, contiguous.
-fn split_heads(x: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
-    let (b, n, w) = x.dims3()?;
-    x.reshape((b, n, heads, w / heads))?
-        .transpose(1, 2)?
-        .contiguous()
-}
-
-/// `(batch, heads, seq, head)` -> `(batch, seq, heads * head)`.
-fn merge_heads(x: &Tensor) -> candle_core::Result<Tensor> {
-    let (b, h, n, d) = x.dims4()?;
-    x.transpose(1, 2)?.reshape((b, n, h * d))
-}
-
-/// One pre-norm vision layer.
-struct VisionLayer {
-    norm1: LayerNorm,
-    qkv: Dense,
-    projection: Dense,
-    norm2: LayerNorm,
-    fc1: Dense,
-    fc2: Dense,
-}
-
-/// The ViT image encoder.
+/// The ViT image encoder on plain buffers: [`PatchEmbedding`], the pre-norm
+/// [`transformer::Encoder`] and a final layer norm.
 struct VisionModel {
-    patch_weight_t: Tensor,
-    patch_bias: Tensor,
-    class_embedding: Tensor,
-    positions: Tensor,
-    layers: Vec<VisionLayer>,
-    post_norm: LayerNorm,
-    heads: usize,
-    patch: usize,
-    size: usize,
+    embeddings: PatchEmbedding,
+    encoder: Encoder,
+    post_norm: Norm,
     width: usize,
-    act: Activation,
 }
 
 impl VisionModel {
     fn load(vb: VarBuilder, c: &VisionConfig, act: Activation) -> candle_core::Result<Self> {
         let e = vb.pp("embeddings");
-        let (w, p) = (c.hidden_size, c.patch_size);
-        let grid = c.image_size / p;
-        let patch_weight = e.get((w, 3, p, p), "patch_embedding.weight")?;
+        let (w, p, eps) = (c.hidden_size, c.patch_size, c.layer_norm_eps);
+        let tokens = (c.image_size / p).pow(2) + 1;
+        let embeddings = PatchEmbedding::new(
+            &e.get((w, 3, p, p), "patch_embedding.weight")?,
+            Some(&e.get(w, "patch_embedding.bias")?),
+            &e.get((1, 1, w), "class_embedding")?,
+            &e.get((1, tokens, w), "position_embedding")?,
+            c.image_size,
+        )?;
+        let scale = ((w / c.num_attention_heads) as f64).powf(-0.5);
         let layers = (0..c.num_hidden_layers)
             .map(|i| {
                 let l = vb.pp("encoder").pp("layers").pp(i.to_string());
-                let eps = c.layer_norm_eps;
-                Ok(VisionLayer {
-                    norm1: layer_norm(&l.pp("layer_norm1"), w, eps)?,
-                    qkv: Dense::load(&l.pp("self_attn").pp("qkv"), w, 3 * w)?,
-                    projection: Dense::load(&l.pp("self_attn").pp("projection"), w, w)?,
-                    norm2: layer_norm(&l.pp("layer_norm2"), w, eps)?,
-                    fc1: Dense::load(&l.pp("mlp").pp("fc1"), w, c.intermediate_size)?,
-                    fc2: Dense::load(&l.pp("mlp").pp("fc2"), c.intermediate_size, w)?,
+                let a = l.pp("self_attn");
+                // `qkv` is the three projections stacked (query first): fold the attention
+                // scale into its query part.
+                let qkv = a.pp("qkv");
+                let (weight, bias) = (qkv.get((3 * w, w), "weight")?, qkv.get(3 * w, "bias")?);
+                let part = |i: usize| -> candle_core::Result<(Tensor, Tensor)> {
+                    Ok((weight.narrow(0, i * w, w)?, bias.narrow(0, i * w, w)?))
+                };
+                let (q, k, v) = (part(0)?, part(1)?, part(2)?);
+                Ok(Layer {
+                    norm1: Norm::load(&l.pp("layer_norm1"), w, eps)?,
+                    qkv: Dense::fused_qkv([(&q.0, &q.1), (&k.0, &k.1), (&v.0, &v.1)], scale)?,
+                    out: Dense::load(&a.pp("projection"), w, w, true)?,
+                    norm2: Norm::load(&l.pp("layer_norm2"), w, eps)?,
+                    fc1: Dense::load(&l.pp("mlp").pp("fc1"), w, c.intermediate_size, true)?,
+                    fc2: Dense::load(&l.pp("mlp").pp("fc2"), c.intermediate_size, w, true)?,
                 })
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(Self {
-            patch_weight_t: patch_weight.reshape((w, 3 * p * p))?.t()?.contiguous()?,
-            patch_bias: e.get(w, "patch_embedding.bias")?,
-            class_embedding: e.get((1, 1, w), "class_embedding")?,
-            positions: e.get((1, grid * grid + 1, w), "position_embedding")?,
-            layers,
-            post_norm: layer_norm(&vb.pp("post_layernorm"), w, c.layer_norm_eps)?,
-            heads: c.num_attention_heads,
-            patch: p,
-            size: c.image_size,
+            embeddings,
+            encoder: Encoder::new(layers, w, c.num_attention_heads, act),
+            post_norm: Norm::load(&vb.pp("post_layernorm"), w, eps)?,
             width: w,
-            act,
         })
     }
 
-    /// `(N, 3, S, S)` -> `(N, 1 + (S/P)^2, width)`, after the final layer norm.
-    fn forward(&self, pixels: &Tensor) -> candle_core::Result<Tensor> {
-        let n = pixels.dim(0)?;
-        let (p, g, w) = (self.patch, self.size / self.patch, self.width);
-        // The stride-P convolution as one matrix product over the flattened patches.
-        let patches = pixels
-            .reshape((n, 3, g, p, g, p))?
-            .permute((0, 2, 4, 1, 3, 5))?
-            .contiguous()?
-            .reshape((n * g * g, 3 * p * p))?
-            .matmul(&self.patch_weight_t)?
-            .broadcast_add(&self.patch_bias)?
-            .reshape((n, g * g, w))?;
-        let class = self.class_embedding.broadcast_as((n, 1, w))?;
-        let mut x = Tensor::cat(&[&class, &patches], 1)?.broadcast_add(&self.positions)?;
-        let hd = w / self.heads;
-        let scale = (hd as f64).powf(-0.5);
-        let tokens = g * g + 1;
-        for l in &self.layers {
-            let h = l.norm1.forward(&x)?;
-            let qkv = l
-                .qkv
-                .forward(&h)?
-                .reshape((n, tokens, 3, self.heads, hd))?
-                .permute((2, 0, 3, 1, 4))?;
-            let q = (qkv.get(0)?.contiguous()? * scale)?;
-            let k = qkv.get(1)?.contiguous()?;
-            let v = qkv.get(2)?.contiguous()?;
-            let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
-            let attn = merge_heads(&probs.matmul(&v)?)?;
-            x = (x + l.projection.forward(&attn)?)?;
-            let h = l.norm2.forward(&x)?;
-            let h = l.fc2.forward(&self.act.forward(&l.fc1.forward(&h)?)?)?;
-            x = (x + h)?;
-        }
-        self.post_norm.forward(&x)
+    /// Images `(N, 3, S, S)`, flattened, -> `(N * (1 + (S/P)^2), width)` row-major, after the
+    /// final layer norm.
+    fn forward(&self, pixels: &[f32]) -> Vec<f32> {
+        let mut x = self.embeddings.forward(pixels);
+        self.encoder
+            .forward(&mut x, self.embeddings.tokens(), false, false);
+        let mut out = vec![0f32; x.len()];
+        self.post_norm.forward(&x, &mut out);
+        out
     }
 }
 
-/// Attention followed by `output.dense`, the residual and `output.LayerNorm` (BERT's block).
-struct AttentionBlock {
-    query: Dense,
-    key: Dense,
-    value: Dense,
-    dense: Dense,
-    norm: LayerNorm,
-}
-
-impl AttentionBlock {
-    fn load(vb: &VarBuilder, width: usize, kv_in: usize, eps: f64) -> candle_core::Result<Self> {
-        let s = vb.pp("self");
-        Ok(Self {
-            query: Dense::load(&s.pp("query"), width, width)?,
-            key: Dense::load(&s.pp("key"), kv_in, width)?,
-            value: Dense::load(&s.pp("value"), kv_in, width)?,
-            dense: Dense::load(&vb.pp("output").pp("dense"), width, width)?,
-            norm: layer_norm(&vb.pp("output").pp("LayerNorm"), width, eps)?,
-        })
-    }
-}
-
-/// One post-norm decoder layer: causal self-attention, cross-attention to the image, MLP.
+/// One post-norm decoder layer: causal self-attention, cross-attention to the image, MLP,
+/// each followed by BERT's `x = norm(x + dense(...))`.
 struct TextLayer {
-    attention: AttentionBlock,
-    cross: AttentionBlock,
+    /// Self-attention query, key and value projections, the scale folded into the queries.
+    self_qkv: Dense,
+    self_out: Dense,
+    self_norm: Norm,
+    /// Cross-attention queries, the scale folded in.
+    cross_query: Dense,
+    /// Cross-attention keys and values of the image tokens, side by side.
+    cross_kv: Dense,
+    cross_out: Dense,
+    cross_norm: Norm,
     intermediate: Dense,
     output: Dense,
-    output_norm: LayerNorm,
+    output_norm: Norm,
+}
+
+impl TextLayer {
+    fn load(
+        vb: &VarBuilder,
+        width: usize,
+        image_width: usize,
+        mlp: usize,
+        scale: f64,
+        eps: f64,
+    ) -> candle_core::Result<Self> {
+        let projection = |vb: &VarBuilder, inputs: usize| -> candle_core::Result<_> {
+            Ok((vb.get((width, inputs), "weight")?, vb.get(width, "bias")?))
+        };
+        let a = vb.pp("attention");
+        let s = a.pp("self");
+        let (q, k, v) = (
+            projection(&s.pp("query"), width)?,
+            projection(&s.pp("key"), width)?,
+            projection(&s.pp("value"), width)?,
+        );
+        let c = vb.pp("crossattention");
+        let cs = c.pp("self");
+        let (ck, cv) = (
+            projection(&cs.pp("key"), image_width)?,
+            projection(&cs.pp("value"), image_width)?,
+        );
+        let (cq_weight, cq_bias) = projection(&cs.pp("query"), width)?;
+        Ok(Self {
+            self_qkv: Dense::fused_qkv([(&q.0, &q.1), (&k.0, &k.1), (&v.0, &v.1)], scale)?,
+            self_out: Dense::load(&a.pp("output").pp("dense"), width, width, true)?,
+            self_norm: Norm::load(&a.pp("output").pp("LayerNorm"), width, eps)?,
+            cross_query: Dense::fused(&[(&cq_weight, &cq_bias, scale)])?,
+            cross_kv: Dense::fused(&[(&ck.0, &ck.1, 1.0), (&cv.0, &cv.1, 1.0)])?,
+            cross_out: Dense::load(&c.pp("output").pp("dense"), width, width, true)?,
+            cross_norm: Norm::load(&c.pp("output").pp("LayerNorm"), width, eps)?,
+            intermediate: Dense::load(&vb.pp("intermediate").pp("dense"), width, mlp, true)?,
+            output: Dense::load(&vb.pp("output").pp("dense"), mlp, width, true)?,
+            output_norm: Norm::load(&vb.pp("output").pp("LayerNorm"), width, eps)?,
+        })
+    }
 }
 
 /// Keys and values kept between decoding steps.
 struct DecoderCache {
-    /// Per layer, the self-attention keys and values so far, `(rows, heads, len, head)`.
-    past: Vec<Option<(Tensor, Tensor)>>,
-    /// Per layer, the cross-attention keys, transposed, `(images, heads, head, tokens)`, and
-    /// values, `(images, heads, tokens, head)`; the `group` consecutive rows of an image (its
-    /// beams) share them.
-    image: Vec<(Tensor, Tensor)>,
+    /// Per row, per layer: the self-attention keys and values so far, a row of
+    /// `2 width` per token (keys, then values).
+    past: Vec<Vec<Vec<f32>>>,
+    /// Per layer: the cross-attention keys and values, `(images, 2, heads, tokens, head)`
+    /// row-major (keys, then values; each head's block contiguous, so a step streams it);
+    /// the `group` consecutive rows of an image (its beams) share them.
+    image: Vec<Vec<f32>>,
     /// Tokens seen so far (the position of the next one).
     len: usize,
     /// Rows per image.
@@ -413,45 +337,54 @@ struct DecoderCache {
 
 impl DecoderCache {
     /// Reorders (and subsets) the rows of the self-attention cache.
-    fn select_rows(&mut self, rows: &[u32]) -> candle_core::Result<()> {
-        let Some(device) = self.image.first().map(|(k, _)| k.device().clone()) else {
-            return Ok(());
-        };
-        let idx = Tensor::new(rows, &device)?;
-        for kv in self.past.iter_mut().flatten() {
-            *kv = (kv.0.index_select(&idx, 0)?, kv.1.index_select(&idx, 0)?);
-        }
-        Ok(())
+    fn select_rows(&mut self, rows: &[u32]) {
+        self.past = rows
+            .iter()
+            .map(|&r| self.past[r as usize].clone())
+            .collect();
     }
 
     /// Keeps the images at positions `keep` (in the current order), with their rows.
-    fn keep_images(&mut self, keep: &[u32]) -> candle_core::Result<()> {
-        let Some(device) = self.image.first().map(|(k, _)| k.device().clone()) else {
-            return Ok(());
-        };
-        let idx = Tensor::new(keep, &device)?;
-        for kv in self.image.iter_mut() {
-            *kv = (kv.0.index_select(&idx, 0)?, kv.1.index_select(&idx, 0)?);
+    fn keep_images(&mut self, keep: &[u32]) {
+        let images = self.past.len() / self.group;
+        for kv in &mut self.image {
+            let size = kv.len() / images;
+            *kv = keep
+                .iter()
+                .flat_map(|&i| &kv[i as usize * size..(i as usize + 1) * size])
+                .copied()
+                .collect();
         }
         let g = self.group as u32;
         let rows: Vec<u32> = keep.iter().flat_map(|&i| i * g..(i + 1) * g).collect();
-        self.select_rows(&rows)
+        self.select_rows(&rows);
     }
 }
 
-/// The BERT-style text decoder with its language-model head.
+/// The BERT-style text decoder with its language-model head, on plain buffers.
 struct TextDecoder {
-    word_embeddings: Tensor,
-    positions: Tensor,
-    embed_norm: LayerNorm,
+    /// The word embeddings, `(vocab, width)` row-major; `None` when the head is tied to them
+    /// (its weight rows are the embeddings).
+    word_embeddings: Option<Vec<f32>>,
+    /// Position embeddings, `(positions, width)` row-major.
+    positions: Vec<f32>,
+    embed_norm: Norm,
     layers: Vec<TextLayer>,
     head_transform: Dense,
-    head_norm: LayerNorm,
-    head_weight_t: Tensor,
-    head_bias: Tensor,
+    head_norm: Norm,
+    /// The output projection to the vocabulary, with its bias.
+    head: Dense,
     heads: usize,
     width: usize,
     act: Activation,
+}
+
+/// Scratch buffers of one decoder call, reused from layer to layer.
+struct DecoderScratch {
+    normed: Vec<f32>,
+    qkv: Vec<f32>,
+    context: Vec<f32>,
+    hidden: Vec<f32>,
 }
 
 impl TextDecoder {
@@ -463,30 +396,22 @@ impl TextDecoder {
         act: Activation,
     ) -> candle_core::Result<Self> {
         let (w, eps) = (c.hidden_size, c.layer_norm_eps);
+        let scale = ((w / c.num_attention_heads) as f64).powf(-0.5);
         let bert = vb.pp("bert");
         let e = bert.pp("embeddings");
         let word_embeddings = e.get((c.vocab_size, w), "word_embeddings.weight")?;
         let layers = (0..c.num_hidden_layers)
             .map(|i| {
                 let l = bert.pp("encoder").pp("layer").pp(i.to_string());
-                Ok(TextLayer {
-                    attention: AttentionBlock::load(&l.pp("attention"), w, w, eps)?,
-                    cross: AttentionBlock::load(&l.pp("crossattention"), w, image_width, eps)?,
-                    intermediate: Dense::load(
-                        &l.pp("intermediate").pp("dense"),
-                        w,
-                        c.intermediate_size,
-                    )?,
-                    output: Dense::load(&l.pp("output").pp("dense"), c.intermediate_size, w)?,
-                    output_norm: layer_norm(&l.pp("output").pp("LayerNorm"), w, eps)?,
-                })
+                TextLayer::load(&l, w, image_width, c.intermediate_size, scale, eps)
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
         let p = vb.pp("cls").pp("predictions");
-        let head_weight = if tied || !p.contains_tensor("decoder.weight") {
-            word_embeddings.clone()
-        } else {
+        let untied = !tied && p.contains_tensor("decoder.weight");
+        let head_weight = if untied {
             p.get((c.vocab_size, w), "decoder.weight")?
+        } else {
+            word_embeddings.clone()
         };
         let head_bias = if p.contains_tensor("bias") {
             p.get(c.vocab_size, "bias")?
@@ -494,117 +419,240 @@ impl TextDecoder {
             p.get(c.vocab_size, "decoder.bias")?
         };
         Ok(Self {
-            positions: e.get((c.max_position_embeddings, w), "position_embeddings.weight")?,
-            embed_norm: layer_norm(&e.pp("LayerNorm"), w, eps)?,
-            word_embeddings,
+            word_embeddings: if untied {
+                Some(word_embeddings.flatten_all()?.to_vec1()?)
+            } else {
+                None
+            },
+            positions: e
+                .get((c.max_position_embeddings, w), "position_embeddings.weight")?
+                .flatten_all()?
+                .to_vec1()?,
+            embed_norm: Norm::load(&e.pp("LayerNorm"), w, eps)?,
             layers,
-            head_transform: Dense::load(&p.pp("transform").pp("dense"), w, w)?,
-            head_norm: layer_norm(&p.pp("transform").pp("LayerNorm"), w, eps)?,
-            head_weight_t: head_weight.t()?.contiguous()?,
-            head_bias,
+            head_transform: Dense::load(&p.pp("transform").pp("dense"), w, w, true)?,
+            head_norm: Norm::load(&p.pp("transform").pp("LayerNorm"), w, eps)?,
+            head: Dense::new(&head_weight, Some(&head_bias))?,
             heads: c.num_attention_heads,
             width: w,
             act,
         })
     }
 
-    /// A fresh cache for `image_embeds` `(images, tokens, width)`, each image decoded as `group`
-    /// rows.
-    fn cache(&self, image_embeds: &Tensor, group: usize) -> candle_core::Result<DecoderCache> {
+    /// The embedding of token `id`.
+    fn embedding(&self, id: u32) -> &[f32] {
+        let id = id as usize;
+        match &self.word_embeddings {
+            Some(e) => &e[id * self.width..(id + 1) * self.width],
+            None => self.head.weight_row(id),
+        }
+    }
+
+    /// A fresh cache for `image_embeds`, `images` images of `(tokens, image width)` row-major,
+    /// each image decoded as `group` rows.
+    fn cache(&self, image_embeds: &[f32], images: usize, group: usize) -> DecoderCache {
+        let threads = rayon::current_num_threads();
         let image = self
             .layers
             .iter()
             .map(|l| {
-                let k = split_heads(&l.cross.key.forward(image_embeds)?, self.heads)?;
-                Ok((
-                    k.t()?.contiguous()?,
-                    split_heads(&l.cross.value.forward(image_embeds)?, self.heads)?,
-                ))
+                let rows = image_embeds.len() / l.cross_kv.inputs();
+                let mut kv = vec![0f32; rows * l.cross_kv.outputs()];
+                l.cross_kv.forward(image_embeds, &mut kv, false, threads);
+                self.split_image_heads(&kv, rows / images)
             })
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        Ok(DecoderCache {
-            past: vec![None; self.layers.len()],
+            .collect();
+        DecoderCache {
+            past: vec![vec![Vec::new(); self.layers.len()]; images * group],
             image,
             len: 0,
             group,
-        })
+        }
     }
 
-    /// Runs `ids` `(rows, seq)` after what `cache` holds: `(rows, seq, vocab)` logits.
-    fn forward(&self, ids: &Tensor, cache: &mut DecoderCache) -> candle_core::Result<Tensor> {
-        let (rows, seq) = ids.dims2()?;
-        let (h, w) = (self.heads, self.width);
-        let hd = w / h;
-        let scale = (hd as f64).powf(-0.5);
-        let images = rows / cache.group;
-        let past = cache.len;
-        let x = self
-            .word_embeddings
-            .index_select(&ids.flatten_all()?, 0)?
-            .reshape((rows, seq, w))?
-            .broadcast_add(&self.positions.narrow(0, past, seq)?)?;
-        let mut x = self.embed_norm.forward(&x)?;
-        let mask = if seq > 1 {
-            let m: Vec<f32> = (0..seq)
-                .flat_map(|i| {
-                    (0..past + seq).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 })
-                })
-                .collect();
-            Some(Tensor::from_vec(m, (seq, past + seq), ids.device())?)
-        } else {
-            None
+    /// Image keys and values `(images, tokens, 2 width)` (keys, then values, head after
+    /// head) -> `(images, 2, heads, tokens, head)`, the layout of [`DecoderCache::image`].
+    fn split_image_heads(&self, kv: &[f32], tokens: usize) -> Vec<f32> {
+        let hd = self.width / self.heads;
+        let mut out = Vec::with_capacity(kv.len());
+        for image in kv.chunks_exact(tokens * 2 * self.width) {
+            for part in 0..2 * self.heads {
+                for token in image.chunks_exact(2 * self.width) {
+                    out.extend_from_slice(&token[part * hd..(part + 1) * hd]);
+                }
+            }
+        }
+        out
+    }
+
+    /// Runs `ids`, `seq` new tokens for each row of `cache`, after what `cache` holds:
+    /// `(rows * seq, vocab)` logits, row-major.
+    fn forward(&self, ids: &[u32], seq: usize, cache: &mut DecoderCache) -> Vec<f32> {
+        let w = self.width;
+        let n = ids.len();
+        let threads = rayon::current_num_threads();
+        let mut x = vec![0f32; n * w];
+        for (i, (row, &id)) in x.chunks_exact_mut(w).zip(ids).enumerate() {
+            let position = cache.len + i % seq;
+            let position = &self.positions[position * w..(position + 1) * w];
+            for ((v, &e), &p) in row.iter_mut().zip(self.embedding(id)).zip(position) {
+                *v = e + p;
+            }
+        }
+        let mlp = self.layers.iter().map(|l| l.intermediate.outputs());
+        let mut s = DecoderScratch {
+            normed: vec![0f32; n * w],
+            qkv: vec![0f32; n * 3 * w],
+            context: vec![0f32; n * w],
+            hidden: vec![0f32; n * mlp.max().unwrap_or(0)],
         };
-        for (l, (slot, (image_k, image_v))) in self
-            .layers
-            .iter()
-            .zip(cache.past.iter_mut().zip(&cache.image))
-        {
-            // Causal self-attention over the cached and the new tokens.
-            let a = &l.attention;
-            let q = split_heads(&(a.query.forward(&x)? * scale)?, h)?;
-            let mut k = split_heads(&a.key.forward(&x)?, h)?;
-            let mut v = split_heads(&a.value.forward(&x)?, h)?;
-            if let Some((pk, pv)) = slot.as_ref() {
-                k = Tensor::cat(&[pk, &k], 2)?;
-                v = Tensor::cat(&[pv, &v], 2)?;
-            }
-            let mut scores = q.matmul(&k.t()?)?;
-            if let Some(mask) = &mask {
-                scores = scores.broadcast_add(mask)?;
-            }
-            let attn = merge_heads(&candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?)?;
-            *slot = Some((k, v));
-            x = a.norm.forward(&(a.dense.forward(&attn)? + &x)?)?;
-
-            // Cross-attention: the queries of an image's rows, side by side, against its tokens.
-            let c = &l.cross;
-            let g = cache.group;
-            let q = (c.query.forward(&x)? * scale)?
-                .reshape((images, g, seq, h, hd))?
-                .permute((0, 3, 1, 2, 4))?
-                .reshape((images, h, g * seq, hd))?;
-            let probs = candle_nn::ops::softmax_last_dim(&q.matmul(image_k)?)?;
-            let attn = probs
-                .matmul(image_v)?
-                .reshape((images, h, g, seq, hd))?
-                .permute((0, 2, 3, 1, 4))?
-                .reshape((rows, seq, w))?;
-            x = c.norm.forward(&(c.dense.forward(&attn)? + &x)?)?;
-
-            let m = l
-                .output
-                .forward(&self.act.forward(&l.intermediate.forward(&x)?)?)?;
-            x = l.output_norm.forward(&(m + &x)?)?;
+        self.embed_norm.forward(&x, &mut s.normed);
+        std::mem::swap(&mut x, &mut s.normed);
+        for (i, l) in self.layers.iter().enumerate() {
+            l.self_qkv.forward(&x, &mut s.qkv, false, threads);
+            self.self_attention(&mut s, i, seq, cache);
+            add_norm(&l.self_out, &l.self_norm, &s.context, &mut x, &mut s.normed);
+            l.cross_query.forward(&x, &mut s.qkv, false, threads);
+            self.cross_attention(&mut s, &cache.image[i], seq, cache.group);
+            add_norm(
+                &l.cross_out,
+                &l.cross_norm,
+                &s.context,
+                &mut x,
+                &mut s.normed,
+            );
+            let hidden = &mut s.hidden[..n * l.intermediate.outputs()];
+            l.intermediate.forward(&x, hidden, false, threads);
+            self.act.apply(hidden);
+            add_norm(&l.output, &l.output_norm, hidden, &mut x, &mut s.normed);
         }
         cache.len += seq;
-        let x = self
-            .head_norm
-            .forward(&self.act.forward(&self.head_transform.forward(&x)?)?)?;
-        x.reshape((rows * seq, w))?
-            .matmul(&self.head_weight_t)?
-            .broadcast_add(&self.head_bias)?
-            .reshape((rows, seq, ()))
+        self.head_transform
+            .forward(&x, &mut s.context, false, threads);
+        self.act.apply(&mut s.context);
+        self.head_norm.forward(&s.context, &mut x);
+        let mut logits = vec![0f32; n * self.head.outputs()];
+        self.head.forward(&x, &mut logits, false, threads);
+        logits
     }
+
+    /// Causal self-attention of layer `layer`: appends the new keys and values in `s.qkv`
+    /// (`seq` tokens per row) to the cache, then attends from the new queries to every cached
+    /// token up to their own, into `s.context`. Rows run in parallel.
+    fn self_attention(
+        &self,
+        s: &mut DecoderScratch,
+        layer: usize,
+        seq: usize,
+        cache: &mut DecoderCache,
+    ) {
+        let w = self.width;
+        let hd = w / self.heads;
+        let past = cache.len;
+        let total = past + seq;
+        s.context
+            .par_chunks_mut(seq * w)
+            .zip(s.qkv.par_chunks(seq * 3 * w))
+            .zip(cache.past.par_iter_mut())
+            .for_each(|((context, qkv), row_cache)| {
+                let kv = &mut row_cache[layer];
+                for token in qkv.chunks_exact(3 * w) {
+                    kv.extend_from_slice(&token[w..]);
+                }
+                let mut scores = vec![0f32; seq * total];
+                for h in 0..self.heads {
+                    let queries = View {
+                        data: &qkv[h * hd..],
+                        rows: seq,
+                        cols: hd,
+                        rs: 3 * w,
+                        cs: 1,
+                    };
+                    let keys_t = View {
+                        data: &kv[h * hd..],
+                        rows: hd,
+                        cols: total,
+                        rs: 1,
+                        cs: 2 * w,
+                    };
+                    matmul(&mut scores, total, queries, keys_t, false, 1);
+                    for (i, row) in scores.chunks_exact_mut(total).enumerate() {
+                        let (visible, future) = row.split_at_mut(past + i + 1);
+                        simd::softmax_rows(visible, visible.len(), false);
+                        future.fill(0.0);
+                    }
+                    let values = View {
+                        data: &kv[w + h * hd..],
+                        rows: total,
+                        cols: hd,
+                        rs: 2 * w,
+                        cs: 1,
+                    };
+                    let probs = View::rows(&scores, seq, total);
+                    matmul(&mut context[h * hd..], w, probs, values, false, 1);
+                }
+            });
+    }
+
+    /// Cross-attention from the queries in `s.qkv` (the first `width` columns of each of its
+    /// rows) to the image tokens in `image_kv` ([`DecoderCache::image`] of one layer), into
+    /// `s.context`; the `group * seq` query rows of an image attend to it together. The
+    /// (image, head) pairs run in parallel.
+    fn cross_attention(&self, s: &mut DecoderScratch, image_kv: &[f32], seq: usize, group: usize) {
+        let (w, heads) = (self.width, self.heads);
+        let hd = w / heads;
+        let rows = group * seq;
+        let n = s.context.len() / w;
+        let queries = &s.qkv[..n * w];
+        let images = n / rows;
+        let block = image_kv.len() / (images * 2 * heads);
+        let tokens = block / hd;
+        // Each pair's output, `(images, heads, rows, head)`.
+        let mut outputs = vec![0f32; images * heads * rows * hd];
+        outputs
+            .par_chunks_mut(rows * hd)
+            .enumerate()
+            .for_each(|(pair, out)| {
+                let (image, h) = (pair / heads, pair % heads);
+                let head_block =
+                    |part: usize| &image_kv[((image * 2 + part) * heads + h) * block..];
+                let q = View {
+                    data: &queries[image * rows * w + h * hd..],
+                    rows,
+                    cols: hd,
+                    rs: w,
+                    cs: 1,
+                };
+                let keys_t = View {
+                    data: head_block(0),
+                    rows: hd,
+                    cols: tokens,
+                    rs: 1,
+                    cs: hd,
+                };
+                let mut scores = vec![0f32; rows * tokens];
+                matmul(&mut scores, tokens, q, keys_t, false, 1);
+                simd::softmax_rows(&mut scores, tokens, false);
+                let probs = View::rows(&scores, rows, tokens);
+                let values = View::rows(&head_block(1)[..block], tokens, hd);
+                matmul(out, hd, probs, values, false, 1);
+            });
+        for (pair, out) in outputs.chunks_exact(rows * hd).enumerate() {
+            let (image, h) = (pair / heads, pair % heads);
+            for (r, o) in out.chunks_exact(hd).enumerate() {
+                let at = (image * rows + r) * w + h * hd;
+                s.context[at..at + hd].copy_from_slice(o);
+            }
+        }
+    }
+}
+
+/// BERT's residual block ending: `x = norm(x + dense(input))`, with `scratch` (at least as
+/// long as `x`) for the sum.
+fn add_norm(dense: &Dense, norm: &Norm, input: &[f32], x: &mut Vec<f32>, scratch: &mut Vec<f32>) {
+    dense.forward(input, x, true, rayon::current_num_threads());
+    norm.forward(x, scratch);
+    std::mem::swap(x, scratch);
 }
 
 /// The token ids generated for one image and their score.
@@ -826,7 +874,17 @@ impl Blip {
                 self.name
             )));
         }
-        Ok(self.vision.forward(&pixel_values.to_dtype(DType::F32)?)?)
+        let pixels = pixel_values
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let tokens = self.vision.embeddings.tokens();
+        let x = self.vision.forward(&pixels);
+        Ok(Tensor::from_vec(
+            x,
+            (n, tokens, self.vision.width),
+            &Device::Cpu,
+        )?)
     }
 
     fn check_embeds(&self, image_embeds: &Tensor) -> Result<usize> {
@@ -867,9 +925,9 @@ impl Blip {
             )));
         }
         let flat: Vec<u32> = ids.iter().flatten().copied().collect();
-        let ids = Tensor::from_vec(flat, (n, len), &Device::Cpu)?;
-        let mut cache = self.text.cache(image_embeds, 1)?;
-        Ok(self.text.forward(&ids, &mut cache)?)
+        let mut cache = self.cache(image_embeds, n, 1)?;
+        let logits = self.text.forward(&flat, len, &mut cache);
+        Ok(Tensor::from_vec(logits, (n, len, vocab), &Device::Cpu)?)
     }
 
     /// Generates token ids for each image from its embeddings ([`Blip::encode_images`]) with
@@ -883,22 +941,30 @@ impl Blip {
     }
 
     /// One decoder step for the rows in `last` (one token each): `(rows, vocab)` logits.
-    fn step(&self, last: &[u32], cache: &mut DecoderCache) -> Result<Vec<Vec<f32>>> {
-        let ids = Tensor::from_vec(last.to_vec(), (last.len(), 1), &Device::Cpu)?;
-        let logits = self.text.forward(&ids, cache)?.squeeze(1)?;
-        Ok(logits.to_vec2::<f32>()?)
+    fn step(&self, last: &[u32], cache: &mut DecoderCache) -> Vec<Vec<f32>> {
+        let logits = self.text.forward(last, 1, cache);
+        logits
+            .chunks_exact(self.text.head.outputs())
+            .map(<[f32]>::to_vec)
+            .collect()
+    }
+
+    /// A decoder cache for `n` images' embeddings, `group` rows each.
+    fn cache(&self, image_embeds: &Tensor, n: usize, group: usize) -> Result<DecoderCache> {
+        let embeds = image_embeds.flatten_all()?.to_vec1::<f32>()?;
+        Ok(self.text.cache(&embeds, n, group))
     }
 
     fn greedy(&self, image_embeds: &Tensor, n: usize) -> Result<Vec<Generated>> {
         let o = self.options;
-        let mut cache = self.text.cache(image_embeds, 1)?;
+        let mut cache = self.cache(image_embeds, n, 1)?;
         let mut seqs = vec![vec![self.bos]; n];
         let mut sums = vec![0f32; n];
         // Images still decoding, in cache order.
         let mut active: Vec<usize> = (0..n).collect();
         for step in 0..o.max_tokens {
             let last: Vec<u32> = active.iter().map(|&i| seqs[i][seqs[i].len() - 1]).collect();
-            let logits = self.step(&last, &mut cache)?;
+            let logits = self.step(&last, &mut cache);
             let mut keep = Vec::with_capacity(active.len());
             for (pos, (&image, row)) in active.iter().zip(&logits).enumerate() {
                 let banned = (step < o.min_tokens).then_some(self.sep as usize);
@@ -913,7 +979,7 @@ impl Blip {
                 break;
             }
             if keep.len() < active.len() {
-                cache.keep_images(&keep)?;
+                cache.keep_images(&keep);
                 active = keep.iter().map(|&p| active[p as usize]).collect();
             }
         }
@@ -933,7 +999,7 @@ impl Blip {
     fn beam(&self, image_embeds: &Tensor, n: usize, width: usize) -> Result<Vec<Generated>> {
         let o = self.options;
         let sep = self.sep;
-        let mut cache = self.text.cache(image_embeds, width)?;
+        let mut cache = self.cache(image_embeds, n, width)?;
         let mut states: Vec<BeamState> = (0..n)
             .map(|_| BeamState {
                 running: (0..width)
@@ -951,7 +1017,7 @@ impl Blip {
                 .iter()
                 .flat_map(|&i| states[i].running.iter().map(|h| h.ids[h.ids.len() - 1]))
                 .collect();
-            let logits = self.step(&last, &mut cache)?;
+            let logits = self.step(&last, &mut cache);
             let at_max = step + 1 >= o.max_tokens;
             let generated = (step + 1) as f32;
             let mut rows = Vec::with_capacity(last.len());
@@ -1021,9 +1087,9 @@ impl Blip {
                     full_rows.extend(base..base + width as u32);
                 }
             }
-            cache.select_rows(&full_rows)?;
+            cache.select_rows(&full_rows);
             if keep.len() < active.len() {
-                cache.keep_images(&keep)?;
+                cache.keep_images(&keep);
                 active = keep.iter().map(|&p| active[p as usize]).collect();
             }
         }

@@ -37,8 +37,7 @@ use serde::Deserialize;
 
 use super::{ImageEmbedding, ImageEncoder};
 use crate::models::config_defaults::n;
-use crate::models::simd;
-use crate::models::transformer::{Activation, Dense, Encoder, Layer, Norm};
+use crate::models::transformer::{Activation, Dense, Encoder, Layer, Norm, PatchEmbedding};
 use crate::models::{l2_normalize, TextEmbedder};
 use crate::{Error, Result};
 
@@ -164,21 +163,6 @@ struct StackShape {
     eps: f64,
 }
 
-/// A layer norm's weights under `vb`.
-fn norm(vb: VarBuilder, width: usize, eps: f64) -> candle_core::Result<Norm> {
-    Norm::new(&vb.get(width, "weight")?, &vb.get(width, "bias")?, eps)
-}
-
-/// A linear layer's weights under `vb`, with or without a bias.
-fn dense(vb: VarBuilder, inputs: usize, outputs: usize, bias: bool) -> candle_core::Result<Dense> {
-    let b = if bias {
-        Some(vb.get(outputs, "bias")?)
-    } else {
-        None
-    };
-    Dense::new(&vb.get((outputs, inputs), "weight")?, b.as_ref())
-}
-
 /// The `layers.{i}` stack under `vb`: fused query/key/value projections, the attention
 /// scale folded into the queries.
 fn encoder(vb: VarBuilder, s: &StackShape) -> candle_core::Result<Encoder> {
@@ -197,12 +181,12 @@ fn encoder(vb: VarBuilder, s: &StackShape) -> candle_core::Result<Encoder> {
             };
             let (q, k, v) = (proj("q_proj")?, proj("k_proj")?, proj("v_proj")?);
             Ok(Layer {
-                norm1: norm(l.pp("layer_norm1"), s.width, s.eps)?,
+                norm1: Norm::load(&l.pp("layer_norm1"), s.width, s.eps)?,
                 qkv: Dense::fused_qkv([(&q.0, &q.1), (&k.0, &k.1), (&v.0, &v.1)], scale)?,
-                out: dense(a.pp("out_proj"), s.width, s.width, true)?,
-                norm2: norm(l.pp("layer_norm2"), s.width, s.eps)?,
-                fc1: dense(l.pp("mlp").pp("fc1"), s.width, s.mlp, true)?,
-                fc2: dense(l.pp("mlp").pp("fc2"), s.mlp, s.width, true)?,
+                out: Dense::load(&a.pp("out_proj"), s.width, s.width, true)?,
+                norm2: Norm::load(&l.pp("layer_norm2"), s.width, s.eps)?,
+                fc1: Dense::load(&l.pp("mlp").pp("fc1"), s.width, s.mlp, true)?,
+                fc2: Dense::load(&l.pp("mlp").pp("fc2"), s.mlp, s.width, true)?,
             })
         })
         .collect::<candle_core::Result<Vec<_>>>()?;
@@ -214,11 +198,7 @@ pub struct ClipModel {
     name: String,
     config: ClipConfig,
     // Vision tower.
-    class_embedding: Vec<f32>,
-    /// The patch convolution as a product with the patches, `(channels * patch^2, width)`.
-    patch_embedding: Dense,
-    /// Position embeddings, `(1 + patches, width)` row-major.
-    vision_positions: Vec<f32>,
+    embeddings: PatchEmbedding,
     pre_norm: Norm,
     vision: Encoder,
     post_norm: Norm,
@@ -375,12 +355,15 @@ impl ClipModel {
         let build = || -> candle_core::Result<Self> {
             let v = vb.pp("vision_model");
             let e = v.pp("embeddings");
-            let positions = (vc.image_size / vc.patch_size).pow(2) + 1;
             let (d, p) = (vc.hidden_size, vc.patch_size);
-            let patch_embedding = Dense::new(
+            let positions = (vc.image_size / p).pow(2) + 1;
+            let embeddings = PatchEmbedding::new(
                 &e.pp("patch_embedding")
                     .get((d, vc.num_channels, p, p), "weight")?,
                 None,
+                &e.get(d, "class_embedding")?,
+                &e.pp("position_embedding").get((positions, d), "weight")?,
+                vc.image_size,
             )?;
             let vision_shape = StackShape {
                 width: vc.hidden_size,
@@ -406,18 +389,12 @@ impl ClipModel {
                 config.logit_scale_init_value
             };
             Ok(Self {
-                class_embedding: e.get(d, "class_embedding")?.to_vec1()?,
-                patch_embedding,
-                vision_positions: e
-                    .pp("position_embedding")
-                    .get((positions, d), "weight")?
-                    .flatten_all()?
-                    .to_vec1()?,
-                pre_norm: norm(v.pp("pre_layrnorm"), d, vc.layer_norm_eps)?,
+                embeddings,
+                pre_norm: Norm::load(&v.pp("pre_layrnorm"), d, vc.layer_norm_eps)?,
                 vision: encoder(v.pp("encoder"), &vision_shape)?,
-                post_norm: norm(v.pp("post_layernorm"), d, vc.layer_norm_eps)?,
-                visual_projection: dense(
-                    vb.pp("visual_projection"),
+                post_norm: Norm::load(&v.pp("post_layernorm"), d, vc.layer_norm_eps)?,
+                visual_projection: Dense::load(
+                    &vb.pp("visual_projection"),
                     d,
                     config.projection_dim,
                     false,
@@ -431,9 +408,13 @@ impl ClipModel {
                     .pp("position_embedding")
                     .get((tc.max_position_embeddings, tc.hidden_size), "weight")?,
                 text: encoder(t.pp("encoder"), &text_shape)?,
-                final_norm: norm(t.pp("final_layer_norm"), tc.hidden_size, tc.layer_norm_eps)?,
-                text_projection: dense(
-                    vb.pp("text_projection"),
+                final_norm: Norm::load(
+                    &t.pp("final_layer_norm"),
+                    tc.hidden_size,
+                    tc.layer_norm_eps,
+                )?,
+                text_projection: Dense::load(
+                    &vb.pp("text_projection"),
                     tc.hidden_size,
                     config.projection_dim,
                     false,
@@ -475,40 +456,9 @@ impl ClipModel {
             .to_dtype(DType::F32)?
             .flatten_all()?
             .to_vec1::<f32>()?;
-        let (d, p) = (vc.hidden_size, vc.patch_size);
-        let grid = vc.image_size / p;
-        let patches = grid * grid;
-        let len = patches + 1;
-        // The stride-p convolution as one product: a row per patch, in the kernel's
-        // (channel, dy, dx) order.
-        let patch_size = c * p * p;
-        let mut columns = vec![0f32; n * patches * patch_size];
-        for (image, rows) in pixels
-            .chunks_exact(c * h * w)
-            .zip(columns.chunks_exact_mut(patches * patch_size))
-        {
-            for (k, row) in rows.chunks_exact_mut(patch_size).enumerate() {
-                let (y, x) = (k / grid * p, k % grid * p);
-                for (i, dst) in row.chunks_exact_mut(p).enumerate() {
-                    let (ch, dy) = (i / p, i % p);
-                    let src = ch * h * w + (y + dy) * w + x;
-                    dst.copy_from_slice(&image[src..src + p]);
-                }
-            }
-        }
-        let mut embedded = vec![0f32; n * patches * d];
-        self.patch_embedding
-            .forward(&columns, &mut embedded, false, rayon::current_num_threads());
-        // Tokens: the class embedding, then the patches, plus the positions.
-        let mut tokens = vec![0f32; n * len * d];
-        for (seq, patches) in tokens
-            .chunks_exact_mut(len * d)
-            .zip(embedded.chunks_exact(patches * d))
-        {
-            seq[..d].copy_from_slice(&self.class_embedding);
-            seq[d..].copy_from_slice(patches);
-            simd::add_rows(seq, &self.vision_positions);
-        }
+        let d = vc.hidden_size;
+        let len = self.embeddings.tokens();
+        let tokens = self.embeddings.forward(&pixels);
         let mut x = vec![0f32; tokens.len()];
         self.pre_norm.forward(&tokens, &mut x);
         self.vision.forward(&mut x, len, false, true);
