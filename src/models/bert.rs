@@ -1,53 +1,91 @@
-//! A BERT encoder for sentence embedding, written for CPU throughput.
+//! A BERT encoder for sentence embedding on plain f32 buffers, written for CPU throughput.
 //!
 //! Same weights and names as Hugging Face `BertModel` (and candle-transformers' `bert`), same
-//! arithmetic up to float rounding, with three changes that matter on a CPU:
-//! - the query, key and value projections run as one matrix product (one pass over the input);
-//! - the exact (erf) GELU uses the branch-free, vectorised kernel of [`crate::models::simd`]
-//!   instead of a scalar libm call per element, which took 14% of the time;
-//! - attention scales the queries before the product (fewer multiplications).
+//! arithmetic up to float rounding, built from the parts of [`crate::models::transformer`]
+//! (BLIP's text decoder runs the same post-norm layers):
+//! - the query, key and value projections run as one matrix product, the attention scale
+//!   folded into the query weights; biases and residuals are fused into the products;
+//! - a batch is packed: its sequences lie end to end with no padding, so the dense layers
+//!   only compute real tokens, and attention runs per sequence over its own tokens, which is
+//!   exactly what the padding mask of the reference does (a masked score's weight is 0);
+//! - layer norm, softmax and the exact (erf) GELU are the vectorised kernels of
+//!   [`crate::models::simd`].
+//!
+//! The products run on every thread of rayon's current pool: a one-thread pool per worker
+//! when many batches run side by side, all cores for a single batch (a search query).
 //!
 //! Reference: <https://github.com/huggingface/transformers/blob/main/src/transformers/models/bert/modeling_bert.py>
 
-use candle_core::{DType, Module, Tensor};
-use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{Config, HiddenAct};
 
-use crate::models::simd::gelu_erf;
+use crate::models::transformer::{add_norm, attend, Activation, Dense, Norm};
 use crate::Result;
 
+/// One post-norm layer: `x = norm(x + attention(x))`, then `x = norm(x + mlp(x))`.
 struct Layer {
-    qkv: Linear,
-    attn_out: Linear,
-    attn_norm: LayerNorm,
-    up: Linear,
-    down: Linear,
-    out_norm: LayerNorm,
+    /// Query, key and value projections ([`Dense::fused_qkv`]).
+    qkv: Dense,
+    attn_out: Dense,
+    attn_norm: Norm,
+    up: Dense,
+    down: Dense,
+    out_norm: Norm,
+}
+
+impl Layer {
+    /// Layer `vb` (`encoder.layer.{i}`) of hidden size `h`, MLP size `mlp`, `heads` heads.
+    fn load(
+        vb: &VarBuilder,
+        h: usize,
+        mlp: usize,
+        heads: usize,
+        eps: f64,
+    ) -> candle_core::Result<Self> {
+        let att = vb.pp("attention");
+        let s = att.pp("self");
+        let projection = |name: &str| -> candle_core::Result<_> {
+            let p = s.pp(name);
+            Ok((p.get((h, h), "weight")?, p.get(h, "bias")?))
+        };
+        let (q, k, v) = (
+            projection("query")?,
+            projection("key")?,
+            projection("value")?,
+        );
+        let scale = ((h / heads) as f64).powf(-0.5);
+        Ok(Self {
+            qkv: Dense::fused_qkv([(&q.0, &q.1), (&k.0, &k.1), (&v.0, &v.1)], scale)?,
+            attn_out: Dense::load(&att.pp("output.dense"), h, h, true)?,
+            attn_norm: Norm::load(&att.pp("output.LayerNorm"), h, eps)?,
+            up: Dense::load(&vb.pp("intermediate.dense"), h, mlp, true)?,
+            down: Dense::load(&vb.pp("output.dense"), mlp, h, true)?,
+            out_norm: Norm::load(&vb.pp("output.LayerNorm"), h, eps)?,
+        })
+    }
 }
 
 /// The encoder: embeddings and transformer layers, returning the last hidden states.
 pub struct Bert {
-    words: Embedding,
-    positions: Embedding,
-    token_type: Tensor,
-    embed_norm: LayerNorm,
+    /// Word embeddings, `(vocab, hidden)` row-major.
+    words: Vec<f32>,
+    /// Position embeddings, `(positions, hidden)` row-major.
+    positions: Vec<f32>,
+    /// The embedding of token type 0, which every input uses.
+    token_type: Vec<f32>,
+    embed_norm: Norm,
     layers: Vec<Layer>,
     heads: usize,
-    head_dim: usize,
     hidden: usize,
 }
 
-fn concat_linear(vb: &VarBuilder, names: [&str; 3], hidden: usize) -> candle_core::Result<Linear> {
-    let mut weights = Vec::new();
-    let mut biases = Vec::new();
-    for name in names {
-        weights.push(vb.get((hidden, hidden), &format!("{name}.weight"))?);
-        biases.push(vb.get(hidden, &format!("{name}.bias"))?);
-    }
-    Ok(Linear::new(
-        Tensor::cat(&weights, 0)?,
-        Some(Tensor::cat(&biases, 0)?),
-    ))
+/// Scratch buffers of one batch, reused from layer to layer.
+struct Scratch {
+    normed: Vec<f32>,
+    qkv: Vec<f32>,
+    context: Vec<f32>,
+    mlp: Vec<f32>,
+    scores: Vec<f32>,
 }
 
 impl Bert {
@@ -66,40 +104,25 @@ impl Bert {
             vb
         };
         let h = cfg.hidden_size;
-        let eps = cfg.layer_norm_eps;
         let emb = vb.pp("embeddings");
-        let words = embedding(cfg.vocab_size, h, emb.pp("word_embeddings"))?;
-        let positions = embedding(
-            cfg.max_position_embeddings,
-            h,
-            emb.pp("position_embeddings"),
-        )?;
-        // Every input uses token type 0: its embedding is a constant row.
-        let token_type = emb
-            .get((cfg.type_vocab_size, h), "token_type_embeddings.weight")?
-            .get(0)?;
-        let embed_norm = layer_norm(h, eps, emb.pp("LayerNorm"))?;
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
-        for i in 0..cfg.num_hidden_layers {
-            let l = vb.pp(format!("encoder.layer.{i}"));
-            let att = l.pp("attention");
-            layers.push(Layer {
-                qkv: concat_linear(&att.pp("self"), ["query", "key", "value"], h)?,
-                attn_out: linear(h, h, att.pp("output.dense"))?,
-                attn_norm: layer_norm(h, eps, att.pp("output.LayerNorm"))?,
-                up: linear(h, cfg.intermediate_size, l.pp("intermediate.dense"))?,
-                down: linear(cfg.intermediate_size, h, l.pp("output.dense"))?,
-                out_norm: layer_norm(h, eps, l.pp("output.LayerNorm"))?,
-            });
-        }
+        let table = |name: &str, rows: usize| -> candle_core::Result<Vec<f32>> {
+            emb.get((rows, h), name)?.flatten_all()?.to_vec1()
+        };
+        let token_type = table("token_type_embeddings.weight", cfg.type_vocab_size)?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| {
+                let l = vb.pp(format!("encoder.layer.{i}"));
+                let (mlp, heads) = (cfg.intermediate_size, cfg.num_attention_heads);
+                Layer::load(&l, h, mlp, heads, cfg.layer_norm_eps)
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(Self {
-            words,
-            positions,
-            token_type,
-            embed_norm,
+            words: table("word_embeddings.weight", cfg.vocab_size)?,
+            positions: table("position_embeddings.weight", cfg.max_position_embeddings)?,
+            token_type: token_type[..h].to_vec(),
+            embed_norm: Norm::load(&emb.pp("LayerNorm"), h, cfg.layer_norm_eps)?,
             layers,
             heads: cfg.num_attention_heads,
-            head_dim: h / cfg.num_attention_heads,
             hidden: h,
         })
     }
@@ -109,46 +132,76 @@ impl Bert {
         self.hidden
     }
 
-    /// Last hidden states `(batch, len, hidden)` for token ids `(batch, len)` and a 0/1
-    /// attention mask `(batch, len)` (f32).
-    pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        let (b, l) = ids.dims2()?;
-        let device = ids.device();
-        let pos = Tensor::arange(0u32, l as u32, device)?;
-        let x = self
-            .words
-            .forward(ids)?
-            .broadcast_add(&self.positions.forward(&pos)?)?
-            .broadcast_add(&self.token_type)?;
-        let mut x = self.embed_norm.forward(&x)?;
-        // Additive mask: 0 where attended, the most negative float where padded.
-        let bias = ((mask.ones_like()? - mask)? * f64::from(f32::MIN))?
-            .to_dtype(DType::F32)?
-            .reshape((b, 1, 1, l))?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
+    /// Last hidden states of `sequences` (token ids, each with its full attention mask),
+    /// packed: `(total tokens, hidden)` row-major, the sequences' rows end to end in order.
+    pub fn forward(&self, sequences: &[&[u32]]) -> Result<Vec<f32>> {
+        let lens: Vec<usize> = sequences.iter().map(|s| s.len()).collect();
+        let mut x = self.embed(sequences)?;
+        let rows = x.len() / self.hidden;
+        let h = self.hidden;
+        let mlp = self.layers.iter().map(|l| l.up.outputs()).max();
+        let longest = lens.iter().copied().max().unwrap_or(0);
+        let mut s = Scratch {
+            normed: vec![0.0; rows * h],
+            qkv: vec![0.0; rows * 3 * h],
+            context: vec![0.0; rows * h],
+            mlp: vec![0.0; rows * mlp.unwrap_or(0)],
+            scores: vec![0.0; longest * longest],
+        };
+        self.embed_norm.forward(&x, &mut s.normed);
+        std::mem::swap(&mut x, &mut s.normed);
         for layer in &self.layers {
-            let qkv = layer
-                .qkv
-                .forward(&x)?
-                .reshape((b, l, 3, self.heads, self.head_dim))?
-                .permute((2, 0, 3, 1, 4))?;
-            let q = (qkv.get(0)? * scale)?.contiguous()?;
-            let k = qkv.get(1)?.contiguous()?;
-            let v = qkv.get(2)?.contiguous()?;
-            let scores = q.matmul(&k.t()?)?.broadcast_add(&bias)?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            let ctx = probs
-                .matmul(&v)?
-                .transpose(1, 2)?
-                .reshape((b, l, self.hidden))?;
-            let attended = layer
-                .attn_norm
-                .forward(&(layer.attn_out.forward(&ctx)? + &x)?)?;
-            let up = gelu_erf(&layer.up.forward(&attended)?)?;
-            x = layer
-                .out_norm
-                .forward(&(layer.down.forward(&up)? + attended)?)?;
+            self.layer(layer, &mut x, &mut s, &lens);
         }
         Ok(x)
+    }
+
+    /// The packed rows `word + position + token type` of `sequences`, before the norm.
+    fn embed(&self, sequences: &[&[u32]]) -> Result<Vec<f32>> {
+        let h = self.hidden;
+        let total: usize = sequences.iter().map(|s| s.len()).sum();
+        let mut x = Vec::with_capacity(total * h);
+        for ids in sequences {
+            if ids.len() * h > self.positions.len() {
+                return Err(crate::Error::Invalid(format!(
+                    "{} tokens exceed BERT's position embeddings",
+                    ids.len()
+                )));
+            }
+            for (&id, position) in ids.iter().zip(self.positions.chunks_exact(h)) {
+                let word = self
+                    .words
+                    .get(id as usize * h..(id as usize + 1) * h)
+                    .ok_or_else(|| crate::Error::Invalid(format!("token id {id} out of range")))?;
+                let sums = word.iter().zip(position).zip(&self.token_type);
+                x.extend(sums.map(|((&w, &p), &t)| w + p + t));
+            }
+        }
+        Ok(x)
+    }
+
+    /// One layer over the packed rows `x` of sequences of `lens` tokens, in place.
+    fn layer(&self, l: &Layer, x: &mut Vec<f32>, s: &mut Scratch, lens: &[usize]) {
+        let h = self.hidden;
+        let threads = rayon::current_num_threads();
+        l.qkv.forward(x, &mut s.qkv, false, threads);
+        let mut start = 0;
+        for &len in lens.iter().filter(|&&len| len > 0) {
+            attend(
+                &s.qkv[start * 3 * h..(start + len) * 3 * h],
+                &mut s.context[start * h..(start + len) * h],
+                &mut s.scores,
+                self.heads,
+                len,
+                false,
+                threads,
+            );
+            start += len;
+        }
+        add_norm(&l.attn_out, &l.attn_norm, &s.context, x, &mut s.normed);
+        let mlp = &mut s.mlp[..x.len() / h * l.up.outputs()];
+        l.up.forward(x, mlp, false, threads);
+        Activation::Gelu.apply(mlp);
+        add_norm(&l.down, &l.out_norm, mlp, x, &mut s.normed);
     }
 }

@@ -99,16 +99,7 @@ fn x_sigmoid(x: f32, xc: f32) -> f32 {
 }
 
 fma_dispatch! {
-    /// Exact GELU of `src` into `dst`: `0.5 x (1 + erf(x / sqrt 2))`.
-    pub fn gelu(src: &[f32], dst: &mut [f32]) {
-        for (d, &x) in dst.iter_mut().zip(src) {
-            *d = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
-        }
-    }
-}
-
-fma_dispatch! {
-    /// Exact GELU in place.
+    /// Exact GELU in place: `0.5 x (1 + erf(x / sqrt 2))`.
     pub fn gelu_inplace(x: &mut [f32]) {
         for v in x.iter_mut() {
             *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
@@ -274,37 +265,6 @@ fma_dispatch! {
                 *v += b;
             }
         }
-    }
-}
-
-/// Exact GELU, `0.5 x (1 + erf(x / sqrt 2))`, of an f32 tensor with the vectorised [`gelu`]
-/// (for the candle-op encoder, BERT; no gradient).
-pub fn gelu_erf(x: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
-    x.contiguous()?.apply_op1_no_bwd(&GeluErf)
-}
-
-/// [`gelu`] as a candle op over contiguous f32.
-struct GeluErf;
-
-impl candle_core::CustomOp1 for GeluErf {
-    fn name(&self) -> &'static str {
-        "gelu-erf-fast"
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &candle_core::CpuStorage,
-        layout: &candle_core::Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        let candle_core::CpuStorage::F32(data) = storage else {
-            candle_core::bail!("gelu-erf-fast: f32 only");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("gelu-erf-fast: contiguous input only");
-        };
-        let mut out = vec![0f32; end - start];
-        gelu(&data[start..end], &mut out);
-        Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
     }
 }
 

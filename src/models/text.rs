@@ -1,4 +1,4 @@
-//! all-MiniLM-L6-v2 in candle, exactly as sentence-transformers runs it.
+//! all-MiniLM-L6-v2, exactly as sentence-transformers runs it.
 //!
 //! Model card: <https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2>. The pipeline is
 //! BERT (6 layers, 384 hidden) -> mean pooling over the attention mask -> L2 normalisation, with
@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::Config;
 
@@ -174,33 +174,20 @@ impl MiniLm {
 
     /// One forward pass: returns the pooled, normalised vectors of the batch in its order.
     fn forward(&self, batch: &[&Encoded]) -> Result<Vec<Vec<f32>>> {
-        let width = batch.iter().map(|e| e.ids.len()).max().unwrap_or(1).max(1);
-        let n = batch.len();
-        let mut ids = vec![0u32; n * width];
-        let mut mask = vec![0f32; n * width];
-        for (row, enc) in batch.iter().enumerate() {
-            ids[row * width..row * width + enc.ids.len()].copy_from_slice(&enc.ids);
-            mask[row * width..row * width + enc.ids.len()].fill(1.0);
-        }
-        let device = Device::Cpu;
-        let ids = Tensor::from_vec(ids, (n, width), &device)?;
-        let mask = Tensor::from_vec(mask, (n, width), &device)?;
-        let hidden = self.model.forward(&ids, &mask)?;
-        let flat = hidden.flatten_all()?.to_vec1::<f32>()?;
+        let sequences: Vec<&[u32]> = batch.iter().map(|e| e.ids.as_slice()).collect();
+        let hidden = self.model.forward(&sequences)?;
         let h = self.hidden;
+        let mut rows = hidden.chunks_exact(h);
         Ok(batch
             .iter()
-            .enumerate()
-            .map(|(row, enc)| {
-                let tokens = enc.ids.len().max(1);
+            .map(|enc| {
                 let mut sum = vec![0f32; h];
-                for t in 0..tokens {
-                    let start = (row * width + t) * h;
-                    for (s, v) in sum.iter_mut().zip(&flat[start..start + h]) {
+                for row in rows.by_ref().take(enc.ids.len()) {
+                    for (s, v) in sum.iter_mut().zip(row) {
                         *s += v;
                     }
                 }
-                let count = tokens as f32;
+                let count = enc.ids.len().max(1) as f32;
                 sum.iter_mut().for_each(|s| *s /= count);
                 l2_normalize(&mut sum);
                 sum
@@ -229,8 +216,8 @@ impl TextEmbedder for MiniLm {
         let encoded = self.tokenize(texts)?;
         let batches = self.plan_batches(&encoded);
         if batches.len() == 1 {
-            // One batch (a search query): run it on the caller's thread, where candle splits
-            // each matrix product over all cores, for the lowest latency.
+            // One batch (a search query): run it on the caller's thread, where each matrix
+            // product is split over all cores, for the lowest latency.
             let members: Vec<&Encoded> = batches[0].iter().map(|&i| &encoded[i]).collect();
             let vectors = self.forward(&members)?;
             let mut out = vec![Vec::new(); texts.len()];

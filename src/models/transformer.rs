@@ -1,6 +1,7 @@
 //! A pre-norm transformer encoder (CLIP's towers, BLIP's image encoder) on plain f32 buffers,
-//! written for CPU throughput, and its parts ([`Dense`], [`Norm`], [`matmul`],
-//! [`PatchEmbedding`]), which BLIP's text decoder reuses.
+//! written for CPU throughput, and its parts ([`Dense`], [`Norm`], [`matmul`], [`attend`],
+//! [`add_norm`], [`PatchEmbedding`]), which BLIP's text decoder and the post-norm BERT
+//! encoder ([`crate::models::bert`]) reuse.
 //!
 //! Same arithmetic as the `transformers` layers up to float rounding. What makes it fast:
 //! - the query, key and value projections are one `(width, 3 width)` product, with the
@@ -499,49 +500,84 @@ impl Encoder {
     /// `queries` tokens of each sequence, with `threads` in each product.
     fn attention(&self, s: &mut Scratch, len: usize, queries: usize, causal: bool, threads: usize) {
         let w = self.width;
-        let hd = w / self.heads;
         let sequences = s.qkv.len() / (len * 3 * w);
         for seq in 0..sequences {
-            let qkv = &s.qkv[seq * len * 3 * w..(seq + 1) * len * 3 * w];
-            for h in 0..self.heads {
-                let part = |offset: usize| &qkv[offset + h * hd..];
-                // scores = Q K^T: K^T is the key columns read with rows and columns swapped.
-                let q = View {
-                    data: part(0),
-                    rows: queries,
-                    cols: hd,
-                    rs: 3 * w,
-                    cs: 1,
-                };
-                let keys_t = View {
-                    data: part(w),
-                    rows: hd,
-                    cols: len,
-                    rs: 1,
-                    cs: 3 * w,
-                };
-                let scores = &mut s.scores[..queries * len];
-                matmul(scores, len, q, keys_t, false, threads);
-                simd::softmax_rows(scores, len, causal);
-                let values = View {
-                    data: part(2 * w),
-                    rows: len,
-                    cols: hd,
-                    rs: 3 * w,
-                    cs: 1,
-                };
-                let out = &mut s.context[seq * len * w + h * hd..];
-                matmul(
-                    out,
-                    w,
-                    View::rows(scores, queries, len),
-                    values,
-                    false,
-                    threads,
-                );
-            }
+            attend(
+                &s.qkv[seq * len * 3 * w..(seq + 1) * len * 3 * w],
+                &mut s.context[seq * len * w..][..queries * w],
+                &mut s.scores,
+                self.heads,
+                queries,
+                causal,
+                threads,
+            );
         }
     }
+}
+
+/// Multi-head attention of one sequence: `qkv` holds its tokens' fused projections
+/// ([`Dense::fused_qkv`]), a row of `3 width` each (queries, keys, values, head after head,
+/// the scale already in the queries); the first `queries` tokens attend to every token (with
+/// `causal`, to themselves and the tokens before them only), each head's output written
+/// straight into its columns of `context` (`queries` rows of `width`). Operands are read in
+/// place through strides; `scores` (at least `queries x tokens`) is the scratch for one
+/// head's scores; `threads` run inside each product.
+pub fn attend(
+    qkv: &[f32],
+    context: &mut [f32],
+    scores: &mut [f32],
+    heads: usize,
+    queries: usize,
+    causal: bool,
+    threads: usize,
+) {
+    let w = context.len() / queries.max(1);
+    let len = qkv.len() / (3 * w);
+    let hd = w / heads;
+    let scores = &mut scores[..queries * len];
+    for h in 0..heads {
+        let part = |offset: usize| &qkv[offset + h * hd..];
+        // scores = Q K^T: K^T is the key columns read with rows and columns swapped.
+        let q = View {
+            data: part(0),
+            rows: queries,
+            cols: hd,
+            rs: 3 * w,
+            cs: 1,
+        };
+        let keys_t = View {
+            data: part(w),
+            rows: hd,
+            cols: len,
+            rs: 1,
+            cs: 3 * w,
+        };
+        matmul(scores, len, q, keys_t, false, threads);
+        simd::softmax_rows(scores, len, causal);
+        let values = View {
+            data: part(2 * w),
+            rows: len,
+            cols: hd,
+            rs: 3 * w,
+            cs: 1,
+        };
+        let probs = View::rows(scores, queries, len);
+        matmul(&mut context[h * hd..], w, probs, values, false, threads);
+    }
+}
+
+/// BERT's (post-norm) residual block ending: `x = norm(x + dense(input))`, with `scratch`
+/// (at least as long as `x`) for the sum, the product on every thread of rayon's pool.
+pub fn add_norm(
+    dense: &Dense,
+    norm: &Norm,
+    input: &[f32],
+    x: &mut Vec<f32>,
+    scratch: &mut Vec<f32>,
+) {
+    dense.forward(input, x, true, rayon::current_num_threads());
+    norm.forward(x, scratch);
+    std::mem::swap(x, scratch);
 }
 
 /// A ViT's input tokens: the class embedding, then each patch of the image projected by the

@@ -55,7 +55,7 @@ use crate::models::config_defaults::n;
 use crate::models::image::clip::normalize_stack;
 use crate::models::simd;
 use crate::models::transformer::{
-    matmul, Activation, Dense, Encoder, Layer, Norm, PatchEmbedding, View,
+    add_norm, matmul, Activation, Dense, Encoder, Layer, Norm, PatchEmbedding, View,
 };
 use crate::{Error, Result};
 
@@ -645,14 +645,6 @@ impl TextDecoder {
             }
         }
     }
-}
-
-/// BERT's residual block ending: `x = norm(x + dense(input))`, with `scratch` (at least as
-/// long as `x`) for the sum.
-fn add_norm(dense: &Dense, norm: &Norm, input: &[f32], x: &mut Vec<f32>, scratch: &mut Vec<f32>) {
-    dense.forward(input, x, true, rayon::current_num_threads());
-    norm.forward(x, scratch);
-    std::mem::swap(x, scratch);
 }
 
 /// The token ids generated for one image and their score.
