@@ -10,6 +10,7 @@
 pub mod build;
 pub mod error;
 pub mod eval;
+pub mod fsio;
 pub mod generate;
 pub mod ingest;
 pub mod models;

@@ -2,7 +2,7 @@
 //!
 //! A cache file is `DIR/cache/NAME-KEY.f32`: the rows as little-endian f32, where KEY hashes
 //! the model and the texts, so a changed model or list is recomputed, never misread. Files are
-//! written under a temporary name and renamed, so concurrent readers of a shared index see a
+//! written atomically and durably ([`crate::fsio::write_atomic`]), so concurrent readers of a shared index see a
 //! whole file or none; an index folder that cannot be written just means recomputing.
 
 use std::path::{Path, PathBuf};
@@ -55,18 +55,16 @@ fn read(path: &Path, rows: usize, dim: usize) -> Option<Vec<Vec<f32>>> {
     Some(floats.chunks_exact(dim).map(<[f32]>::to_vec).collect())
 }
 
-fn write(path: &Path, rows: &[Vec<f32>]) -> std::io::Result<()> {
+fn write(path: &Path, rows: &[Vec<f32>]) -> Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
     }
     let bytes: Vec<u8> = rows
         .iter()
         .flatten()
         .flat_map(|x| x.to_le_bytes())
         .collect();
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+    crate::fsio::write_atomic(path, &bytes)
 }
 
 #[cfg(test)]

@@ -117,16 +117,30 @@ fn stamp_entry(path: &Path, sha256: &str) -> Option<StampEntry> {
     })
 }
 
-fn read_stamp(dir: &Path) -> Stamp {
-    fs::read(dir.join(STAMP))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
+/// The stamp in `dir`; empty when there is none. A stamp that cannot be read or parsed is an
+/// error: for files pinned by the hub it holds the only record of what the hub declared, which
+/// must not be replaced silently by the hub's current declaration.
+fn read_stamp(dir: &Path) -> Result<Stamp> {
+    let path = dir.join(STAMP);
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Stamp::default()),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Error::input(
+            &path,
+            format!(
+                "the record of verified files is damaged ({e}); it holds what the hub declared \
+                 at the first fetch, so it is not replaced silently: delete it and run \
+                 `promptdex models fetch` to trust the hub's current declarations again"
+            ),
+        )
+    })
 }
 
 fn write_stamp(dir: &Path, stamp: &Stamp) -> Result<()> {
-    let path = dir.join(STAMP);
-    fs::write(&path, serde_json::to_vec_pretty(stamp)?).map_err(|e| Error::io(path, e))
+    crate::fsio::write_atomic(&dir.join(STAMP), &serde_json::to_vec_pretty(stamp)?)
 }
 
 /// sha256 of a file, lower-case hex.
@@ -149,7 +163,20 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 /// sha256 the stamp recorded when it was fetched; without that record it is not verified.
 pub fn model_status(root: &Path, spec: &'static ModelSpec) -> ModelStatus {
     let dir = root.join(spec.name);
-    let mut stamp = read_stamp(&dir);
+    let mut stamp = match read_stamp(&dir) {
+        Ok(stamp) => stamp,
+        // Files with registered checksums are simply hashed again (and the stamp rewritten).
+        Err(_) if !spec.pinned_by_hub() => Stamp::default(),
+        Err(e) => {
+            return ModelStatus {
+                name: spec.name,
+                dir,
+                problems: vec![e.to_string()],
+                sha256: BTreeMap::new(),
+                pins: BTreeMap::new(),
+            }
+        }
+    };
     let mut problems = Vec::new();
     let mut sums = BTreeMap::new();
     let mut pins = BTreeMap::new();
@@ -386,7 +413,9 @@ fn install_checked(tmp: &Path, dir: &Path, file: &ModelFile, source: &str) -> Re
         )));
     }
     let dest = dir.join(file.name);
-    fs::rename(tmp, &dest).map_err(|e| Error::io(dest, e))
+    crate::fsio::sync_file(tmp)?;
+    fs::rename(tmp, &dest).map_err(|e| Error::io(dest, e))?;
+    crate::fsio::sync_dir(dir)
 }
 
 /// The hub client: its cache under `root`, no progress bars, no retries, `HF_ENDPOINT` honoured.
@@ -604,6 +633,8 @@ fn fetch_pinned(
     dir: &Path,
     log: &mut dyn FnMut(&str),
 ) -> Result<PathBuf> {
+    // A damaged record of the hub's declarations is reported, never fetched over.
+    let stamp = read_stamp(dir)?;
     let hub = format!("the Hugging Face hub ({})", spec.hf_repo);
     if std::env::var(OFFLINE_ENV).is_ok_and(|v| v == "1") {
         return Err(Error::model(
@@ -615,7 +646,7 @@ fn fetch_pinned(
         "{}: fetching from the hub {}",
         spec.name, spec.hf_repo
     ));
-    fetch_pinned_from_hub(root, spec, dir, log).map_err(|e| {
+    fetch_pinned_from_hub(root, spec, dir, stamp, log).map_err(|e| {
         Error::model(
             spec.name,
             format!("could not fetch it from {hub}: {e}; the model has no other source"),
@@ -628,6 +659,7 @@ fn fetch_pinned_from_hub(
     root: &Path,
     spec: &'static ModelSpec,
     dir: &Path,
+    mut stamp: Stamp,
     log: &mut dyn FnMut(&str),
 ) -> std::result::Result<(), String> {
     let api = hub_api(root)?;
@@ -645,7 +677,6 @@ fn fetch_pinned_from_hub(
         hf_hub::RepoType::Model,
         listing.revision.clone(),
     ));
-    let mut stamp = read_stamp(dir);
     for file in spec.files {
         let declared = listing.files.get(file.name).ok_or_else(|| {
             format!(
@@ -720,7 +751,9 @@ fn download_declared(
     match check_declared(&tmp, declared) {
         Ok(sum) => {
             let dest = dir.join(name);
+            crate::fsio::sync_file(&tmp).map_err(|e| e.to_string())?;
             fs::rename(&tmp, &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+            crate::fsio::sync_dir(dir).map_err(|e| e.to_string())?;
             Ok(sum)
         }
         Err(e) => {
@@ -856,5 +889,44 @@ mod tests {
             status.problems[0]
         );
         assert!(weights_sha256(tmp.path(), &CLIP_VIT_B_32).is_err());
+    }
+
+    #[test]
+    fn a_damaged_stamp_is_an_error_and_the_hub_is_not_trusted_again() {
+        use super::super::registry::CLIP_VIT_B_32;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join(CLIP_VIT_B_32.name);
+        fs::create_dir_all(&dir).unwrap();
+        let mut stamp = Stamp::default();
+        for f in CLIP_VIT_B_32.files {
+            let path = dir.join(f.name);
+            fs::write(&path, format!("contents of {}", f.name)).unwrap();
+            let mut entry = stamp_entry(&path, &sha256_file(&path).unwrap()).unwrap();
+            entry.hub = Some(HubPin {
+                repo: CLIP_VIT_B_32.hf_repo.into(),
+                revision: "3d74acf9a28c67741b2f4f2ea7635f0aaf6f0268".into(),
+                declared: format!("sha256:{}", entry.sha256),
+            });
+            stamp.files.insert(f.name.to_string(), entry);
+        }
+        write_stamp(&dir, &stamp).unwrap();
+        assert!(model_status(tmp.path(), &CLIP_VIT_B_32).ready());
+        // Torn in the middle, as a crash during a plain write leaves it.
+        let path = dir.join(STAMP);
+        let whole = fs::read(&path).unwrap();
+        fs::write(&path, &whole[..whole.len() / 2]).unwrap();
+        let status = model_status(tmp.path(), &CLIP_VIT_B_32);
+        assert!(!status.ready());
+        assert!(
+            status.problems[0].contains(STAMP) && status.problems[0].contains("damaged"),
+            "{:?}",
+            status.problems
+        );
+        // A fetch refuses before asking the hub, and the damaged stamp is left as it is.
+        let err = fetch_model(tmp.path(), &CLIP_VIT_B_32, &mut |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("damaged") && err.contains(STAMP), "{err}");
+        assert_eq!(fs::read(&path).unwrap(), &whole[..whole.len() / 2]);
     }
 }

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::fuse::{rrf, RRF_K};
 use crate::models::TextEmbedder;
-use crate::store::IndexReader;
+use crate::store::{IndexReader, VectorHit, VectorIndex};
 use crate::{Error, Result};
 
 /// Which rankings a search uses.
@@ -92,7 +92,7 @@ pub fn search_prompts(
                 let query_vec = v
                     .pop()
                     .ok_or_else(|| Error::Invalid("the embedder returned nothing".into()))?;
-                vectors.search(&query_vec, depth, config.ef)
+                live_neighbours(index, vectors, &query_vec, depth, config.ef)
             }),
         };
         let bm25 = bm25
@@ -119,7 +119,10 @@ pub fn search_prompts(
         SearchMode::Bm25 => bm25.iter().map(|h| (h.id, h.score)).collect(),
     };
     let mut hits = Vec::with_capacity(k);
-    for (id, score) in ranked.into_iter().take(k) {
+    for (id, score) in ranked {
+        if hits.len() == k {
+            break;
+        }
         let Some((prompt, metadata)) = index.text().get(id)? else {
             continue;
         };
@@ -134,4 +137,34 @@ pub fn search_prompts(
         });
     }
     Ok(hits)
+}
+
+/// The `depth` nearest records to `query` in the prompt graph that are still live: withdrawn
+/// records (replaced or vanished images) stay in the graph until it is rebuilt, so more are
+/// asked for, and more again, until `depth` live ones are found or the graph is exhausted.
+fn live_neighbours(
+    index: &IndexReader,
+    graph: &VectorIndex,
+    query: &[f32],
+    depth: usize,
+    ef: usize,
+) -> Result<Vec<VectorHit>> {
+    let mut wanted = depth + depth / 2 + 8;
+    loop {
+        let wanted_now = wanted.min(graph.len());
+        let found = graph.search(query, wanted_now, ef.max(wanted_now))?;
+        let mut live = Vec::with_capacity(depth);
+        for hit in found {
+            if index.text().contains(hit.id)? {
+                live.push(hit);
+                if live.len() == depth {
+                    return Ok(live);
+                }
+            }
+        }
+        if wanted_now >= graph.len() {
+            return Ok(live);
+        }
+        wanted *= 4;
+    }
 }

@@ -76,10 +76,7 @@ impl Manifest {
 
     /// Writes `dir/manifest.json` atomically.
     pub fn write(&self, dir: &Path) -> Result<()> {
-        let path = dir.join("manifest.json");
-        let tmp = dir.join("manifest.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?).map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(path, e))
+        crate::fsio::write_atomic(&dir.join("manifest.json"), &serde_json::to_vec_pretty(self)?)
     }
 
     /// Fails unless an index with this manifest can be used with `expected`'s models.

@@ -10,8 +10,9 @@
 //! DIR/aligned-vectors/ hnsw_rs graph over the prompts in the image model's space (derived)
 //! ```
 //! Derived indexes remember up to which record id they are synced, so a writer killed at any
-//! point leaves the catalog consistent and the next writer catches the derived parts up.
-//! Readers use only the derived parts and never take the writer lock.
+//! point leaves the catalog consistent and the next writer catches the derived parts up; a
+//! writer that finds a derived index damaged rebuilds it from the catalog and says so.
+//! Readers use only the derived parts, never take the writer lock and create nothing.
 //!
 //! **Cross-modal prompts.** When the index's image model is text-aligned (CLIP), every prompt
 //! (imported corpus prompts and the prompts embedded in images) is also embedded by the image
@@ -130,7 +131,7 @@ impl IndexWriter {
             deletions: self.catalog.next_deletion()?,
         };
         let mut report = SyncReport::default();
-        let text = TextIndex::open_or_create(&self.dir.join("text"))?;
+        let text = TextIndex::open_for_writer(&self.dir.join("text"), progress)?;
         let from = text.watermark()?;
         if from != target {
             progress(&format!(
@@ -139,36 +140,28 @@ impl IndexWriter {
             ));
             (report.text_added, report.text_withdrawn) = text.sync(&self.catalog, target)?;
         }
-        let graph = self.dir.join(TEXT_GRAPH);
-        if VectorIndex::synced_upto(&graph)? < target.records || VectorIndex::lacks_sum(&graph)? {
-            progress(&format!("prompt graph: up to record {}", target.records));
-            report.vectors_added = VectorIndex::extend(
-                &graph,
-                |a, b| self.catalog.text_vectors(a, b),
-                self.manifest.dim,
-                target.records,
-            )?;
-        }
+        report.vectors_added = VectorIndex::sync(
+            &self.dir.join(TEXT_GRAPH),
+            |a, b| self.catalog.text_vectors(a, b),
+            self.manifest.dim,
+            target.records,
+            &mut |line| progress(&format!("prompt graph: {line}")),
+        )?;
         if let Some(image) = &self.manifest.image_model {
-            let graph = self.dir.join(IMAGE_GRAPH);
-            if VectorIndex::synced_upto(&graph)? < target.records {
-                progress(&format!("image graph: up to record {}", target.records));
-                report.image_vectors_added = VectorIndex::extend(
-                    &graph,
-                    |a, b| self.catalog.image_vectors(a, b),
-                    image.dim,
-                    target.records,
-                )?;
-            }
-            let aligned = self.catalog.aligned_upto()?;
-            let graph = self.dir.join(ALIGNED_GRAPH);
-            if image.text_aligned && VectorIndex::synced_upto(&graph)? < aligned {
-                progress(&format!("cross-modal prompt graph: up to record {aligned}"));
-                report.aligned_vectors_added = VectorIndex::extend(
-                    &graph,
+            report.image_vectors_added = VectorIndex::sync(
+                &self.dir.join(IMAGE_GRAPH),
+                |a, b| self.catalog.image_vectors(a, b),
+                image.dim,
+                target.records,
+                &mut |line| progress(&format!("image graph: {line}")),
+            )?;
+            if image.text_aligned {
+                report.aligned_vectors_added = VectorIndex::sync(
+                    &self.dir.join(ALIGNED_GRAPH),
                     |a, b| self.catalog.aligned_vectors(a, b),
                     image.dim,
-                    aligned,
+                    self.catalog.aligned_upto()?,
+                    &mut |line| progress(&format!("cross-modal prompt graph: {line}")),
                 )?;
             }
         }
@@ -189,6 +182,8 @@ pub struct IndexReader {
 
 impl IndexReader {
     /// Opens the index at `dir` for searching; `expected` (when given) must match its models.
+    /// Creates nothing (a missing derived index reads as empty); a damaged one is an error
+    /// naming the command that rebuilds it.
     pub fn open(dir: &Path, expected: Option<&Manifest>) -> Result<Self> {
         let manifest = Manifest::read(dir)?.ok_or_else(|| {
             Error::index(
@@ -199,7 +194,7 @@ impl IndexReader {
         if let Some(expected) = expected {
             manifest.check_compatible(dir, expected)?;
         }
-        let text = TextIndex::open_or_create(&dir.join("text"))?;
+        let text = TextIndex::open_read_only(&dir.join("text"))?;
         let vectors = VectorIndex::load(&dir.join(TEXT_GRAPH), manifest.dim)?;
         let image_vectors = match &manifest.image_model {
             Some(model) => VectorIndex::load(&dir.join(IMAGE_GRAPH), model.dim)?,

@@ -4,17 +4,23 @@
 //! the record's metadata (stored JSON), so a reader answers searches without the catalog.
 //! Each commit carries as its payload how far the index follows the catalog: the record id
 //! and the withdrawal-log position it is synced up to.
+//!
+//! The index is derived from the catalog: a writer that cannot open it, read its watermark or
+//! verify its files' checksums rebuilds it from the catalog and says so
+//! ([`TextIndex::open_for_writer`]); a reader ([`TextIndex::open_read_only`]) creates nothing
+//! and reports damage with the command that rebuilds it.
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
-use tantivy::collector::TopDocs;
-use tantivy::query::{QueryParser, TermQuery};
+use tantivy::collector::{Count, TopDocs};
+use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Schema, Value, FAST, INDEXED, STORED, TEXT};
 use tantivy::{doc, Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
 
 use super::catalog::Catalog;
+use crate::ingest::normalize_prompt;
 use crate::{Error, Result};
 
 /// Memory the writer may use before it flushes a segment.
@@ -57,6 +63,10 @@ fn schema() -> Schema {
     builder.build()
 }
 
+/// What a reader is told to do about a damaged text index.
+const REBUILD_HINT: &str =
+    "run `promptdex import` or `promptdex index` on this index to rebuild it from the catalog";
+
 impl TextIndex {
     /// Opens the index in `dir`, creating an empty one if there is none.
     pub fn open_or_create(dir: &Path) -> Result<Self> {
@@ -65,6 +75,85 @@ impl TextIndex {
             .map_err(|e| Error::index(dir, format!("text index: {e}")))?;
         let index = Index::open_or_create(directory, schema())
             .map_err(|e| Error::index(dir, format!("text index: {e}")))?;
+        Self::with_index(dir, index)
+    }
+
+    /// Opens the index in `dir` for a writer: one that cannot be opened, whose watermark
+    /// cannot be read or whose files fail their checksums is deleted and created afresh (empty,
+    /// so the next [`TextIndex::sync`] refills it from the catalog), and `progress` is told.
+    pub fn open_for_writer(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<Self> {
+        match Self::open_or_create(dir).and_then(Self::checked) {
+            Ok(text) => Ok(text),
+            Err(e) => {
+                progress(&format!("{e}: rebuilding it from the catalog"));
+                match std::fs::remove_dir_all(dir) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(Error::io(dir, e))
+                    }
+                    _ => {}
+                }
+                Self::open_or_create(dir)
+            }
+        }
+    }
+
+    /// Opens the index in `dir` for searching without creating or changing anything: a
+    /// missing folder reads as an empty index (nothing synced yet); one that cannot be opened,
+    /// or whose files fail their checksums, is an error naming the command that rebuilds it.
+    pub fn open_read_only(dir: &Path) -> Result<Self> {
+        if !dir.exists() {
+            return Self::with_index(dir, Index::create_in_ram(schema()));
+        }
+        let mut attempts = 0;
+        loop {
+            match Self::open_existing(dir).and_then(Self::checked) {
+                Ok(text) => return Ok(text),
+                // A writer committing meanwhile may have replaced files under the check: look
+                // again before calling the index damaged.
+                Err(_) if attempts < 2 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => {
+                    return Err(Error::index(
+                        dir,
+                        format!("text index cannot be read ({e}); {REBUILD_HINT}"),
+                    ))
+                }
+            }
+        }
+    }
+
+    fn open_existing(dir: &Path) -> Result<Self> {
+        let directory = tantivy::directory::MmapDirectory::open(dir)
+            .map_err(|e| Error::index(dir, format!("text index: {e}")))?;
+        let index = Index::open(directory)?;
+        Self::with_index(dir, index)
+    }
+
+    /// `self` if its watermark reads and its files pass their checksums.
+    fn checked(self) -> Result<Self> {
+        self.watermark()?;
+        let mut damaged: Vec<String> = self
+            .index
+            .validate_checksum()?
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        if !damaged.is_empty() {
+            damaged.sort();
+            return Err(Error::index(
+                &self.dir,
+                format!(
+                    "text index files fail their checksums: {}",
+                    damaged.join(", ")
+                ),
+            ));
+        }
+        Ok(self)
+    }
+
+    fn with_index(dir: &Path, index: Index) -> Result<Self> {
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -142,41 +231,71 @@ impl TextIndex {
         self.reader.searcher().num_docs()
     }
 
-    /// The best `k` records for `query` by BM25. Query syntax errors are forgiven: SD prompts
-    /// are full of parentheses and colons.
-    pub fn search(&self, query: &str, k: usize) -> Result<Vec<TextHit>> {
-        if k == 0 || query.trim().is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut parser = QueryParser::for_index(&self.index, vec![self.prompt]);
-        parser.set_conjunction_by_default();
+    /// The record ids of every live document, in index order (each id as often as it is
+    /// indexed: a sound index has each once). For checking the index against the catalog.
+    pub fn ids(&self) -> Result<Vec<u64>> {
         let searcher = self.reader.searcher();
-        let mut hits = self.run(&searcher, &parser, query, k)?;
-        if hits.is_empty() {
-            // Nothing has every term: fall back to any term.
-            let parser = QueryParser::for_index(&self.index, vec![self.prompt]);
-            hits = self.run(&searcher, &parser, query, k)?;
+        let mut ids = Vec::with_capacity(searcher.num_docs() as usize);
+        for segment in searcher.segment_readers() {
+            let column = segment.fast_fields().u64("id")?;
+            for doc in segment.doc_ids_alive() {
+                ids.extend(column.values_for_doc(doc));
+            }
         }
-        Ok(hits)
+        Ok(ids)
     }
 
-    fn run(
-        &self,
-        searcher: &tantivy::Searcher,
-        parser: &QueryParser,
-        query: &str,
-        k: usize,
-    ) -> Result<Vec<TextHit>> {
-        let (parsed, _errors) = parser.parse_query_lenient(query);
-        let top = searcher.search(&parsed, &TopDocs::with_limit(k))?;
+    /// True when the record `id` is in the index and not withdrawn.
+    pub fn contains(&self, id: u64) -> Result<bool> {
+        let query = TermQuery::new(Term::from_field_u64(self.id, id), IndexRecordOption::Basic);
+        Ok(self.reader.searcher().search(&query, &Count)? > 0)
+    }
+
+    /// The best `k` records for `query` by BM25: any of the words the prompt field's analyzer
+    /// finds in `query`, scored together. The text is never read as query syntax, so the
+    /// parentheses, colons, quotes, `+` and ` - ` of SD prompts are just text.
+    pub fn search(&self, query: &str, k: usize) -> Result<Vec<TextHit>> {
+        let terms = self.terms(query)?;
+        if k == 0 || terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let clauses: Vec<(Occur, Box<dyn Query>)> = terms
+            .into_iter()
+            .map(|term| {
+                let query = TermQuery::new(term, IndexRecordOption::WithFreqs);
+                (Occur::Should, Box::new(query) as Box<dyn Query>)
+            })
+            .collect();
+        let searcher = self.reader.searcher();
+        let top = searcher.search(&BooleanQuery::new(clauses), &TopDocs::with_limit(k))?;
+        let wanted = normalize_prompt(query);
         let mut hits = Vec::with_capacity(top.len());
         for (score, address) in top {
             let doc: TantivyDocument = searcher.doc(address)?;
+            let exact = doc
+                .get_first(self.prompt)
+                .and_then(|v| v.as_str())
+                .is_some_and(|p| normalize_prompt(p) == wanted);
             if let Some(id) = doc.get_first(self.id).and_then(|v| v.as_u64()) {
-                hits.push(TextHit { id, score });
+                hits.push((TextHit { id, score }, exact));
             }
         }
-        Ok(hits)
+        // Prompts with the same words score the same ("a cat, red" and "a cat red"): among
+        // equal scores the query's own text comes first.
+        hits.sort_by(|(a, a_exact), (b, b_exact)| {
+            b.score.total_cmp(&a.score).then(b_exact.cmp(a_exact))
+        });
+        Ok(hits.into_iter().map(|(hit, _)| hit).collect())
+    }
+
+    /// The prompt field's terms in `text`, as its analyzer cuts them (repeats kept: a word
+    /// said twice weighs twice).
+    fn terms(&self, text: &str) -> Result<Vec<Term>> {
+        let mut analyzer = self.index.tokenizer_for_field(self.prompt)?;
+        let mut stream = analyzer.token_stream(text);
+        let mut terms = Vec::new();
+        stream.process(&mut |token| terms.push(Term::from_field_text(self.prompt, &token.text)));
+        Ok(terms)
     }
 
     /// Calls `f` with the record id and stored prompt of every live document, segment by

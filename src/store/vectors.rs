@@ -1,12 +1,19 @@
 //! The vector graph: hnsw_rs over unit-length embeddings, similarity = dot product.
 //!
 //! The graph lives in `DIR/vectors/` as hnsw_rs dump files named by generation plus
-//! `state.json`, which names the current dump and the record id it is synced up to. A new
-//! generation is written beside the old one and `state.json` is switched by an atomic rename,
-//! so a killed writer leaves the previous graph intact.
+//! `state.json`, which names the current dump, its checksums and the record id it is synced up
+//! to. A new generation is written beside the old one, flushed to the disk, and `state.json` is
+//! switched by an atomic rename, so a killed writer leaves the previous graph intact. The
+//! previous generation is kept until the next switch, so a reader that read the old
+//! `state.json` just before a switch still finds its files.
+//!
+//! The graph is derived from the catalog: a writer that finds it damaged (unreadable state,
+//! missing or altered dump files, a dump that does not load) rebuilds it from the catalog and
+//! says so; a reader reports it and names the command that rebuilds it.
 
+use std::io::Read;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use hnsw_rs::prelude::{AnnT, Distance, Hnsw, HnswIo};
 use serde::{Deserialize, Serialize};
@@ -80,25 +87,122 @@ struct State {
     /// it was kept, and then rebuilt by the next writer.
     #[serde(default)]
     sum: Option<Vec<f64>>,
+    /// blake3 of the dump's `.hnsw.graph` and `.hnsw.data` files; absent in graphs written
+    /// before they were kept (those are checked by loading them).
+    #[serde(default)]
+    blake3: Option<[String; 2]>,
 }
+
+/// What a reader is told to do about a damaged graph.
+const REBUILD_HINT: &str =
+    "run `promptdex import` or `promptdex index` on this index to rebuild it from the catalog";
 
 fn read_state(dir: &Path) -> Result<Option<State>> {
     let path = dir.join("state.json");
     match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Error::index(dir, format!("vectors/state.json is damaged: {e}"))),
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            Error::index(
+                dir,
+                format!("vector graph state.json is damaged ({e})"),
+            )
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(path, e)),
     }
 }
 
-/// Switches `state.json` atomically.
+/// `e`, when it is about a damaged graph, with what to do about it.
+fn with_hint(e: Error) -> Error {
+    match e {
+        Error::Index { path, detail } => Error::Index {
+            path,
+            detail: format!("{detail}; {REBUILD_HINT}"),
+        },
+        other => other,
+    }
+}
+
+/// The two files of the dump `basename` in `dir`.
+fn dump_files(dir: &Path, basename: &str) -> [PathBuf; 2] {
+    ["hnsw.graph", "hnsw.data"].map(|ext| dir.join(format!("{basename}.{ext}")))
+}
+
+fn blake3_file(path: &Path) -> Result<String> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            return Ok(hasher.finalize().to_hex().to_string());
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+/// Fails unless the dump `state` names is on disk with the checksums it recorded.
+fn check_dump(dir: &Path, state: &State) -> Result<()> {
+    let files = dump_files(dir, &state.basename);
+    for (i, path) in files.iter().enumerate() {
+        let damaged = |what: String| {
+            Error::index(
+                dir,
+                format!(
+                    "vector graph {}: {} {what}",
+                    state.basename,
+                    path.display()
+                ),
+            )
+        };
+        if !path.is_file() {
+            return Err(damaged("is missing".into()));
+        }
+        if let Some(sums) = &state.blake3 {
+            let found = blake3_file(path)?;
+            if found != sums[i] {
+                return Err(damaged(format!(
+                    "is damaged (blake3 {found}, {} when written)",
+                    sums[i]
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Flushes a freshly written dump to the disk and returns its checksums.
+fn seal_dump(dir: &Path, basename: &str) -> Result<[String; 2]> {
+    let [graph, data] = dump_files(dir, basename);
+    for path in [&graph, &data] {
+        crate::fsio::sync_file(path)?;
+    }
+    crate::fsio::sync_dir(dir)?;
+    Ok([blake3_file(&graph)?, blake3_file(&data)?])
+}
+
+/// Deletes every dump in `dir` except those named in `keep` (the current and the previous
+/// generation), including the leftovers of killed runs.
+fn remove_other_dumps(dir: &Path, keep: &[&str]) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name();
+        let Some(base) = name.to_str().and_then(|n| {
+            n.strip_suffix(".hnsw.graph")
+                .or_else(|| n.strip_suffix(".hnsw.data"))
+        }) else {
+            continue;
+        };
+        if !keep.contains(&base) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
+}
+
+/// Switches `state.json` atomically and durably.
 fn write_state(dir: &Path, state: &State) -> Result<()> {
-    let tmp = dir.join("state.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(state)?).map_err(|e| Error::io(&tmp, e))?;
-    let path = dir.join("state.json");
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(path, e))
+    crate::fsio::write_atomic(&dir.join("state.json"), &serde_json::to_vec_pretty(state)?)
 }
 
 /// A nearest-neighbour hit.
@@ -126,20 +230,51 @@ fn load_graph(dir: &Path, state: &State) -> Result<Hnsw<'static, f32, UnitDot>> 
         let io = io;
         io.load_hnsw::<f32, UnitDot>()
     };
+    let damaged = |what: String| {
+        Error::index(
+            dir,
+            format!("vector graph {} {what}", state.basename),
+        )
+    };
     match catch_unwind(AssertUnwindSafe(load)) {
-        Ok(Ok(hnsw)) => Ok(hnsw),
-        Ok(Err(e)) => Err(Error::index(
-            dir,
-            format!("vector graph {}: {e}", state.basename),
-        )),
-        Err(_) => Err(Error::index(
-            dir,
-            format!(
-                "vector graph {} is damaged; run the import again to rebuild it",
-                state.basename
-            ),
-        )),
+        Ok(Ok(hnsw)) if hnsw.get_nb_point() == state.points => Ok(hnsw),
+        Ok(Ok(hnsw)) => Err(damaged(format!(
+            "holds {} vectors, state.json says {}",
+            hnsw.get_nb_point(),
+            state.points
+        ))),
+        Ok(Err(e)) => Err(damaged(format!("cannot be loaded ({e})"))),
+        Err(_) => Err(damaged("is damaged".into())),
     }
+}
+
+/// Loads the graph `state` names after checking its files.
+fn open_graph(dir: &Path, state: &State, dim: usize) -> Result<Hnsw<'static, f32, UnitDot>> {
+    if state.dim != dim {
+        return Err(Error::index(
+            dir,
+            format!("vector graph is {}-d, the index is {dim}-d", state.dim),
+        ));
+    }
+    check_dump(dir, state)?;
+    load_graph(dir, state)
+}
+
+/// The state of the graph in `dir` a writer can build on, or `None` (start from nothing);
+/// damage is reported through `progress`.
+fn usable_state(dir: &Path, dim: usize, progress: &mut dyn FnMut(&str)) -> Option<State> {
+    let checked = read_state(dir).and_then(|state| match state {
+        Some(s) if s.points > 0 && s.dim != dim => Err(Error::index(
+            dir,
+            format!("vector graph is {}-d, the index is {dim}-d", s.dim),
+        )),
+        Some(s) if s.points > 0 => check_dump(dir, &s).map(|()| Some(s)),
+        other => Ok(other),
+    });
+    checked.unwrap_or_else(|e| {
+        progress(&format!("{e}: rebuilding it from the catalog"));
+        None
+    })
 }
 
 impl VectorIndex {
@@ -148,24 +283,13 @@ impl VectorIndex {
         Ok(read_state(dir)?.map_or(0, |s| s.upto))
     }
 
-    /// True when the graph in `dir` holds vectors but not their sum (written by an older
-    /// version): the next [`VectorIndex::extend`] recomputes it.
-    pub fn lacks_sum(dir: &Path) -> Result<bool> {
-        Ok(read_state(dir)?.is_some_and(|s| s.points > 0 && s.sum.is_none()))
-    }
-
-    /// Loads the graph in `dir`; `None` when none has been built yet.
+    /// Loads the graph in `dir`; `None` when none has been built yet. A damaged graph is an
+    /// error that names the command rebuilding it. Creates nothing.
     pub fn load(dir: &Path, dim: usize) -> Result<Option<Self>> {
-        let Some(state) = read_state(dir)?.filter(|s| s.points > 0) else {
+        let Some(state) = read_state(dir).map_err(with_hint)?.filter(|s| s.points > 0) else {
             return Ok(None);
         };
-        if state.dim != dim {
-            return Err(Error::index(
-                dir,
-                format!("vector graph is {}-d, the index is {dim}-d", state.dim),
-            ));
-        }
-        let mut hnsw = load_graph(dir, &state)?;
+        let mut hnsw = open_graph(dir, &state, dim).map_err(with_hint)?;
         hnsw.set_searching_mode(true);
         let mean = state.sum.as_ref().map(|sum| {
             let mut mean: Vec<f32> = sum.iter().map(|&x| x as f32).collect();
@@ -180,20 +304,42 @@ impl VectorIndex {
         }))
     }
 
-    /// Adds the vectors `source(from, to)` yields, from the graph's watermark up to `to`,
-    /// writes a new generation and switches to it. Returns the number of vectors added. A graph
-    /// without a recorded sum is read from record 0 so the sum covers every vector.
-    pub fn extend<'c, I>(
+    /// Brings the graph in `dir` up to record `to` (exclusive) with the vectors
+    /// `source(from, to)` yields: adds those from the graph's watermark on, writes a new
+    /// generation and switches to it; does nothing when the graph is already there and sound.
+    /// Returns the number of vectors added. A graph without a recorded sum is read from record 0
+    /// so the sum covers every vector; a damaged graph (see the module docs) is rebuilt from
+    /// record 0, and `progress` is told why.
+    pub fn sync<'c, I>(
         dir: &Path,
         source: impl FnOnce(u64, u64) -> I,
         dim: usize,
         to: u64,
+        progress: &mut dyn FnMut(&str),
     ) -> Result<usize>
     where
         I: Iterator<Item = Result<(u64, Vec<f32>)>> + 'c,
     {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let old = read_state(dir)?;
+        let mut old = usable_state(dir, dim, progress);
+        if old
+            .as_ref()
+            .is_some_and(|s| s.upto >= to && (s.points == 0 || s.sum.is_some()))
+        {
+            return Ok(0);
+        }
+        progress(&format!("up to record {to}"));
+        let loaded = match &old {
+            Some(state) if state.points > 0 => match load_graph(dir, state) {
+                Ok(hnsw) => Some(hnsw),
+                Err(e) => {
+                    progress(&format!("{e}: rebuilding it from the catalog"));
+                    old = None;
+                    None
+                }
+            },
+            _ => None,
+        };
         let from = old.as_ref().map_or(0, |s| s.upto);
         let mut sum = old
             .as_ref()
@@ -206,17 +352,16 @@ impl VectorIndex {
             from
         };
         let sum_acc = sum.as_mut().expect("set above");
-        let expected = (to - from) as usize + old.as_ref().map_or(0, |s| s.points);
-        let hnsw = match &old {
-            Some(state) if state.points > 0 => load_graph(dir, state)?,
-            _ => Hnsw::new(
+        let expected = to.saturating_sub(from) as usize + old.as_ref().map_or(0, |s| s.points);
+        let hnsw = loaded.unwrap_or_else(|| {
+            Hnsw::new(
                 MAX_CONNECTIONS,
                 expected.max(1),
                 MAX_LAYERS,
                 EF_CONSTRUCTION,
                 UnitDot,
-            ),
-        };
+            )
+        });
         let mut added = 0;
         let mut chunk: Vec<(Vec<f32>, usize)> = Vec::with_capacity(INSERT_CHUNK);
         let flush = |chunk: &mut Vec<(Vec<f32>, usize)>| {
@@ -263,6 +408,7 @@ impl VectorIndex {
                     upto: to,
                     dim,
                     sum,
+                    blake3: None,
                 },
             )
             .map(|()| 0);
@@ -275,21 +421,20 @@ impl VectorIndex {
         let basename = hnsw
             .file_dump(dir, &format!("graph-{generation}"))
             .map_err(|e| Error::index(dir, format!("cannot write the vector graph: {e}")))?;
+        let blake3 = Some(seal_dump(dir, &basename)?);
         write_state(
             dir,
             &State {
-                basename,
+                basename: basename.clone(),
                 points,
                 upto: to,
                 dim,
                 sum,
+                blake3,
             },
         )?;
-        if let Some(old) = old.filter(|o| !o.basename.is_empty()) {
-            for ext in ["hnsw.graph", "hnsw.data"] {
-                let _ = std::fs::remove_file(dir.join(format!("{}.{ext}", old.basename)));
-            }
-        }
+        let previous = old.as_ref().map_or("", |o| o.basename.as_str());
+        remove_other_dumps(dir, &[&basename, previous])?;
         Ok(added)
     }
 
@@ -297,6 +442,16 @@ impl VectorIndex {
     /// graph); `None` for a graph written before sums were kept, until a writer syncs it.
     pub fn mean(&self) -> Option<&[f32]> {
         self.mean.as_deref()
+    }
+
+    /// The record ids in the graph, in no particular order (each id once per vector; for
+    /// checking a graph against the catalog).
+    pub fn ids(&self) -> Vec<u64> {
+        self.hnsw
+            .get_point_indexation()
+            .into_iter()
+            .map(|point| point.get_origin_id() as u64)
+            .collect()
     }
 
     /// Number of vectors in the graph.
