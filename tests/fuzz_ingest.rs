@@ -464,7 +464,8 @@ fn random_graph() -> impl Strategy<Value = Vec<GenNode>> {
 /// Deep chains: node i feeds on node i+1 through `fan` inputs, with back links (cycles) here
 /// and there, ending at an encoder.
 fn chain_graph() -> impl Strategy<Value = Vec<GenNode>> {
-    (1usize..4000, 1usize..6, any::<u64>()).prop_map(|(len, fan, salt)| {
+    // Up to 1500 nodes keeps both formats under the metadata limit, so both are walked.
+    (1usize..1500, 1usize..6, any::<u64>()).prop_map(|(len, fan, salt)| {
         let mut nodes = vec![GenNode {
             class: "KSampler",
             inputs: vec![("positive", Input::Link(1, 0)), ("negative", Input::Link(1, 1))],
@@ -542,14 +543,14 @@ fn check_graph(nodes: &[GenNode]) {
 
 #[test]
 fn fuzz_comfyui_random_graphs() {
-    fuzz("comfyui random graphs", 600, random_graph(), |nodes| {
+    fuzz("comfyui random graphs", 200, random_graph(), |nodes| {
         check_graph(&nodes)
     });
 }
 
 #[test]
 fn fuzz_comfyui_deep_chains() {
-    fuzz("comfyui deep chains", 150, chain_graph(), |nodes| {
+    fuzz("comfyui deep chains", 60, chain_graph(), |nodes| {
         check_graph(&nodes)
     });
 }

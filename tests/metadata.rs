@@ -1017,3 +1017,88 @@ fn embedded_prompts_are_cut_to_the_shared_limit() {
     assert_eq!(found.provenance, Provenance::Sidecar);
     assert!(found.prompt.len() <= MAX_PROMPT_BYTES && found.prompt.starts_with("a snowy hill"));
 }
+
+// --- metadata problems are warnings ----------------------------------------------------
+
+#[test]
+fn metadata_problems_are_warnings_naming_the_file_and_the_chunk_and_the_rest_is_read() {
+    use promptdex::ingest::metadata::{read_metadata, read_metadata_bytes, Effect};
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, bytes: Vec<u8>| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    // Malformed `parameters` JSON next to a readable ComfyUI workflow: the workflow's prompt,
+    // and a warning for the parameters chunk.
+    let workflow = std::fs::read(fixture("comfyui_workflow.png")).unwrap();
+    let mut bytes = workflow[..workflow.len() - 12].to_vec();
+    bytes.extend(png_chunk(b"tEXt", b"parameters\0{\"prompt\": \"a cat\", "));
+    bytes.extend_from_slice(&workflow[workflow.len() - 12..]);
+    let path = write("both.png", bytes);
+    let read = read_metadata(&path).unwrap();
+    assert_eq!(
+        read.prompt.as_ref().map(|f| f.prompt.as_str()),
+        Some("a misty forest, volumetric light")
+    );
+    assert_eq!(read.warnings.len(), 1, "{:?}", read.warnings);
+    let w = &read.warnings[0];
+    assert_eq!((w.path.as_path(), w.effect), (path.as_path(), Effect::Ignored));
+    assert_eq!(w.location, r#"tEXt "parameters""#);
+    let line = w.to_string();
+    assert!(line.contains("both.png") && line.contains("not valid JSON"), "{line}");
+
+    // A chunk over the limit, one with a bad CRC, bad zlib: each named, none fatal.
+    let mut huge = b"workflow\0".to_vec();
+    huge.resize(2 << 20, b'a');
+    let mut bad_crc = png_chunk(b"tEXt", b"parameters\0a cat\nSteps: 2");
+    let last = bad_crc.len() - 1;
+    bad_crc[last] ^= 1;
+    let chunks = [
+        png_chunk(b"tEXt", &huge),
+        bad_crc,
+        png_chunk(b"zTXt", b"prompt\0\0not zlib"),
+        png_chunk(b"tEXt", b"Dream\0\"a red boat\" -s 5"),
+    ]
+    .concat();
+    let read = read_metadata(&write("many.png", png_with(chunks))).unwrap();
+    let found = read.prompt.expect("the Dream chunk is still read");
+    assert_eq!(found.prompt, "a red boat");
+    let located: Vec<(&str, &str)> = read
+        .warnings
+        .iter()
+        .map(|w| (w.location.as_str(), w.detail.as_str()))
+        .collect();
+    assert_eq!(located.len(), 3, "{located:?}");
+    assert_eq!(located[0].0, r#"tEXt "workflow""#);
+    assert!(located[0].1.contains("limit"));
+    assert_eq!(located[1], (r#"tEXt "parameters""#, "CRC mismatch"));
+    assert_eq!(located[2].0, r#"zTXt "prompt""#);
+    assert!(located[2].1.contains("zlib"));
+
+    // Not an image at all, or cut short: warnings for the file as a whole, never an error.
+    let read = read_metadata_bytes("upload.png", b"GET / HTTP/1.1");
+    assert_eq!(read.prompt, None);
+    assert_eq!(read.warnings[0].location, "");
+    assert!(read.warnings[0].to_string().starts_with("upload.png: not an image"));
+    let good = std::fs::read(fixture("a1111_text.png")).unwrap();
+    let read = read_metadata_bytes("cut.png", &good[..good.len() - 12]);
+    assert!(read.prompt.is_some(), "chunks before the cut are read");
+    assert!(read.warnings[0].detail.contains("truncated"));
+
+    // An over-long prompt is a warning of its own kind, and the strict reader accepts it.
+    let long = format!("{}\nSteps: 3", "a cat, ".repeat(10_000));
+    let read = read_metadata_bytes("long.png", &png_text("parameters", &long));
+    assert_eq!(read.warnings.len(), 1);
+    assert_eq!(read.warnings[0].effect, Effect::Cut);
+    assert_eq!(read.warnings[0].location, r#"tEXt "parameters""#);
+    assert!(read_embedded_prompt_bytes("long.png", &png_text("parameters", &long)).is_ok());
+
+    // Settings too big to keep are dropped, the rest kept.
+    let big = json!({"prompt": "a cat", "seed": 1, "notes": "x".repeat(40_000)});
+    let read = read_metadata_bytes("fooocus.png", &png_text("parameters", &big.to_string()));
+    let found = read.prompt.unwrap();
+    assert_eq!(found.parameters.get("seed"), Some(&json!(1)));
+    assert!(!found.parameters.contains_key("notes"));
+    assert!(read.warnings[0].detail.contains("notes"), "{:?}", read.warnings);
+}
