@@ -1,6 +1,8 @@
 //! Prompts embedded in image files: the real stable-diffusion.cpp outputs in the shared data,
 //! one small fixture per format (written by `scripts/make_metadata_fixtures.py`), malformed
-//! files built here, and the A1111 `parameters` parser on its own.
+//! files built here, ComfyUI graphs (real shapes and pathological ones), the shared prompt
+//! limit, and the A1111 `parameters` parser on its own.
+#![recursion_limit = "256"]
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -649,4 +651,454 @@ fn a1111_settings_only_and_trailing_lines() {
     assert_eq!(found.prompt, "a red cat");
     assert_eq!(found.parameters["template"], json!("a {red|blue} cat"));
     assert_eq!(found.parameters["negative_template"], json!("dog"));
+}
+
+// --- ComfyUI graphs: pass-through nodes to the text encoder ------------------------------
+
+/// A 1x1 PNG with one `tEXt` chunk `keyword` holding `text`.
+fn png_text(keyword: &str, text: &str) -> Vec<u8> {
+    let data = [keyword.as_bytes(), b"\0", text.as_bytes()].concat();
+    png_with(png_chunk(b"tEXt", &data))
+}
+
+/// Reads `bytes` written as `name` (strictly), in a thread given `seconds` to answer, so that
+/// a reader that hangs fails the test instead of hanging it.
+fn read_within(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    seconds: u64,
+) -> promptdex::Result<Option<EmbeddedPrompt>> {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = send.send(read_embedded_prompt(&path));
+    });
+    let start = std::time::Instant::now();
+    let read = receive
+        .recv_timeout(std::time::Duration::from_secs(seconds))
+        .unwrap_or_else(|_| panic!("{name}: no answer within {seconds} s"));
+    eprintln!("{name}: {:.1} ms", start.elapsed().as_secs_f64() * 1e3);
+    read
+}
+
+fn comfy(dir: &Path, name: &str, keyword: &str, graph: &Value) -> EmbeddedPrompt {
+    match read_within(dir, name, &png_text(keyword, &graph.to_string()), 20) {
+        Ok(Some(found)) => found,
+        other => panic!("{name}: expected a prompt, got {other:?}"),
+    }
+}
+
+#[test]
+fn comfyui_api_graph_is_followed_through_guiders_and_pass_through_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    // SamplerCustomAdvanced -> CFGGuider -> ControlNetApplyAdvanced -> timestep range ->
+    // combine of an advanced encoder (with mode widgets) and an SDXL encoder.
+    let graph = json!({
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl.safetensors"}},
+        "2": {"class_type": "BNK_CLIPTextEncodeAdvanced", "inputs": {"text": "a red fox", "clip": ["1", 1],
+              "token_normalization": "none", "weight_interpretation": "comfy"}},
+        "3": {"class_type": "CLIPTextEncodeSDXL", "inputs": {"text_g": "in the snow", "text_l": "in the snow",
+              "clip": ["1", 1], "width": 1024, "height": 1024, "crop_w": 0, "crop_h": 0,
+              "target_width": 1024, "target_height": 1024}},
+        "4": {"class_type": "ConditioningCombine", "inputs": {"conditioning_1": ["2", 0], "conditioning_2": ["3", 0]}},
+        "5": {"class_type": "ConditioningSetTimestepRange", "inputs": {"conditioning": ["4", 0], "start": 0.0, "end": 1.0}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["1", 1]}},
+        "7": {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "canny.safetensors"}},
+        "8": {"class_type": "ControlNetApplyAdvanced", "inputs": {"positive": ["5", 0], "negative": ["6", 0],
+              "control_net": ["7", 0], "image": ["9", 0], "strength": 1.0}},
+        "9": {"class_type": "LoadImage", "inputs": {"image": "pose.png"}},
+        "10": {"class_type": "CFGGuider", "inputs": {"model": ["1", 0], "positive": ["8", 0], "negative": ["8", 1], "cfg": 5.5}},
+        "11": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "12": {"class_type": "BasicScheduler", "inputs": {"model": ["1", 0], "scheduler": "simple", "steps": 30, "denoise": 1.0}},
+        "13": {"class_type": "RandomNoise", "inputs": {"noise_seed": 77}},
+        "14": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["13", 0], "guider": ["10", 0],
+               "sampler": ["11", 0], "sigmas": ["12", 0], "latent_image": ["15", 0]}},
+        "15": {"class_type": "EmptyLatentImage", "inputs": {"width": 1024, "height": 768, "batch_size": 1}}
+    });
+    let found = comfy(dir.path(), "guided.png", "prompt", &graph);
+    assert_eq!(found.provenance, Provenance::ComfyUi);
+    assert_eq!(found.prompt, "a red fox, in the snow");
+    assert_eq!(found.negative_prompt.as_deref(), Some("blurry"));
+    let p = &found.parameters;
+    assert_eq!(p["steps"], json!(30), "{p:?}");
+    assert_eq!(p["seed"], json!(77));
+    assert_eq!(p["sampler"], json!("euler"));
+    assert_eq!(p["cfg_scale"], json!(5.5));
+    assert_eq!(p["model"], json!("sdxl.safetensors"));
+    assert_eq!(p["size"], json!("1024x768"));
+
+    // DualCFGGuider over video conditioning, a style model, set-area and concat nodes.
+    let graph = json!({
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "wan.safetensors", "weight_dtype": "default"}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "a dancer on a rooftop", "clip": ["17", 0]}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "at sunset", "clip": ["17", 0]}},
+        "4": {"class_type": "ConditioningConcat", "inputs": {"conditioning_to": ["2", 0], "conditioning_from": ["3", 0]}},
+        "5": {"class_type": "StyleModelApply", "inputs": {"conditioning": ["4", 0], "style_model": ["6", 0],
+              "clip_vision_output": ["7", 0], "strength": 1.0, "strength_type": "multiply"}},
+        "6": {"class_type": "StyleModelLoader", "inputs": {"style_model_name": "redux.safetensors"}},
+        "7": {"class_type": "CLIPVisionEncode", "inputs": {"clip_vision": ["8", 0], "image": ["9", 0], "crop": "center"}},
+        "8": {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": "vision.safetensors"}},
+        "9": {"class_type": "LoadImage", "inputs": {"image": "start.png"}},
+        "10": {"class_type": "CLIPTextEncode", "inputs": {"text": "low quality", "clip": ["17", 0]}},
+        "11": {"class_type": "WanImageToVideo", "inputs": {"positive": ["5", 0], "negative": ["10", 0],
+               "vae": ["18", 0], "start_image": ["9", 0], "width": 832, "height": 480, "length": 81, "batch_size": 1}},
+        "12": {"class_type": "ConditioningSetArea", "inputs": {"conditioning": ["11", 0], "width": 512,
+               "height": 512, "x": 0, "y": 0, "strength": 1.0}},
+        "13": {"class_type": "DualCFGGuider", "inputs": {"model": ["1", 0], "cond1": ["12", 0], "cond2": ["14", 0],
+               "negative": ["11", 1], "cfg_conds": 4.0, "cfg_cond2_negative": 1.5}},
+        "14": {"class_type": "CLIPTextEncode", "inputs": {"text": "cinematic", "clip": ["17", 0]}},
+        "15": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["16", 0], "guider": ["13", 0],
+               "sampler": ["19", 0], "sigmas": ["20", 0], "latent_image": ["11", 2]}},
+        "16": {"class_type": "RandomNoise", "inputs": {"noise_seed": 5}},
+        "17": {"class_type": "CLIPLoader", "inputs": {"clip_name": "umt5.safetensors", "type": "wan"}},
+        "18": {"class_type": "VAELoader", "inputs": {"vae_name": "wan_vae.safetensors"}},
+        "19": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "uni_pc"}},
+        "20": {"class_type": "BasicScheduler", "inputs": {"model": ["1", 0], "scheduler": "simple", "steps": 20, "denoise": 1.0}}
+    });
+    let found = comfy(dir.path(), "video.png", "prompt", &graph);
+    assert_eq!(found.prompt, "a dancer on a rooftop, at sunset, cinematic");
+    assert_eq!(found.negative_prompt.as_deref(), Some("low quality"));
+    assert_eq!(found.parameters["seed"], json!(5));
+    assert_eq!(found.parameters["model"], json!("wan.safetensors"));
+    assert_eq!(found.parameters["sampler"], json!("uni_pc"));
+
+    // BasicGuider over FluxGuidance over a Flux encoder.
+    let graph = json!({
+        "1": {"class_type": "CLIPTextEncodeFlux", "inputs": {"clip_l": "a lighthouse",
+              "t5xxl": "a lighthouse on a cliff at night", "guidance": 3.5, "clip": ["5", 0]}},
+        "2": {"class_type": "FluxGuidance", "inputs": {"conditioning": ["1", 0], "guidance": 3.5}},
+        "3": {"class_type": "BasicGuider", "inputs": {"model": ["6", 0], "conditioning": ["2", 0]}},
+        "4": {"class_type": "SamplerCustomAdvanced", "inputs": {"guider": ["3", 0], "noise": ["7", 0]}},
+        "5": {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": "clip_l.safetensors", "clip_name2": "t5.safetensors"}},
+        "6": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux1-dev.safetensors"}},
+        "7": {"class_type": "RandomNoise", "inputs": {"noise_seed": 9}}
+    });
+    let found = comfy(dir.path(), "flux.png", "prompt", &graph);
+    assert_eq!(found.prompt, "a lighthouse, a lighthouse on a cliff at night");
+    assert_eq!(found.negative_prompt, None);
+    assert_eq!(found.parameters["model"], json!("flux1-dev.safetensors"));
+}
+
+/// A UI-format node: `inputs` as (name, type, link).
+fn ui_node(id: u64, kind: &str, inputs: &[(&str, &str, Option<u64>)], widgets: Value) -> Value {
+    let inputs: Vec<Value> = inputs
+        .iter()
+        .map(|(name, ty, link)| json!({"name": name, "type": ty, "link": link}))
+        .collect();
+    json!({"id": id, "type": kind, "inputs": inputs, "widgets_values": widgets})
+}
+
+#[test]
+fn comfyui_workflow_is_followed_through_reroutes_and_reads_only_text_widgets() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = "CONDITIONING";
+    let nodes = vec![
+        ui_node(1, "CheckpointLoaderSimple", &[], json!(["sdxl.safetensors"])),
+        // An encoder with mode widgets: only its text is the prompt.
+        ui_node(2, "BNK_CLIPTextEncodeAdvanced", &[("clip", "CLIP", Some(1))],
+            json!(["a koi pond in autumn", "none", "comfy"])),
+        ui_node(3, "Reroute", &[("", "*", Some(2))], json!([])),
+        ui_node(4, "ConditioningCombine",
+            &[("conditioning_1", c, Some(3)), ("conditioning_2", c, Some(4))], json!([])),
+        // An unknown encoder whose first string widget is a model name.
+        ui_node(5, "MyCustomTextEncode", &[], json!(["t5xxl_fp16.safetensors", "falling leaves", 1.0])),
+        ui_node(6, "CLIPTextEncode", &[], json!(["murky water"])),
+        ui_node(7, "ControlNetApplyAdvanced",
+            &[("positive", c, Some(5)), ("negative", c, Some(6)), ("control_net", "CONTROL_NET", None)],
+            json!([0.8, 0.0, 1.0])),
+        ui_node(8, "KSampler",
+            &[("model", "MODEL", None), ("positive", c, Some(10)), ("negative", c, Some(11))],
+            json!([42, "randomize", 25, 6.5, "dpmpp_2m", "karras", 1.0])),
+        ui_node(9, "Reroute", &[("", "*", Some(13))], json!([])),
+    ];
+    let links = json!([
+        [1, 1, 1, 2, 0, "CLIP"],
+        [2, 2, 0, 3, 0, c],
+        [3, 3, 0, 4, 0, c],
+        [4, 5, 0, 4, 1, c],
+        [5, 4, 0, 7, 0, c],
+        [6, 9, 0, 7, 1, c],
+        [10, 7, 0, 8, 1, c],
+        [11, 7, 1, 8, 2, c],
+        [13, 6, 0, 9, 0, c]
+    ]);
+    let workflow = json!({"nodes": nodes, "links": links});
+    let found = comfy(dir.path(), "rerouted.png", "workflow", &workflow);
+    assert_eq!(found.provenance, Provenance::ComfyUiWorkflow);
+    assert_eq!(found.prompt, "a koi pond in autumn, falling leaves");
+    assert_eq!(found.negative_prompt.as_deref(), Some("murky water"));
+    assert_eq!(found.parameters["seed"], json!(42));
+    assert_eq!(found.parameters["steps"], json!(25));
+    assert_eq!(found.parameters["sampler"], json!("dpmpp_2m"));
+
+    // SamplerCustomAdvanced through a CFGGuider, a style model and a timestep range; an SD3
+    // encoder whose last widget is a padding mode.
+    let nodes = vec![
+        ui_node(1, "CLIPTextEncodeSD3", &[], json!(["a glass", "a glass of water", "a glass of water", "none"])),
+        ui_node(2, "StyleModelApply", &[("conditioning", c, Some(1)), ("style_model", "STYLE_MODEL", None)],
+            json!([1.0, "multiply"])),
+        ui_node(3, "ConditioningSetTimestepRange", &[("conditioning", c, Some(2))], json!([0.0, 1.0])),
+        ui_node(4, "CLIPTextEncode", &[], json!(["text, watermark"])),
+        ui_node(5, "CFGGuider", &[("model", "MODEL", None), ("positive", c, Some(3)), ("negative", c, Some(4))],
+            json!([4.5])),
+        ui_node(6, "SamplerCustomAdvanced", &[("noise", "NOISE", None), ("guider", "GUIDER", Some(5))], json!([])),
+    ];
+    let links = json!([
+        [1, 1, 0, 2, 0, c],
+        [2, 2, 0, 3, 0, c],
+        [3, 3, 0, 5, 1, c],
+        [4, 4, 0, 5, 2, c],
+        [5, 5, 0, 6, 1, "GUIDER"]
+    ]);
+    let workflow = json!({"nodes": nodes, "links": links});
+    let found = comfy(dir.path(), "guided_ui.png", "workflow", &workflow);
+    assert_eq!(found.prompt, "a glass, a glass of water");
+    assert_eq!(found.negative_prompt.as_deref(), Some("text, watermark"));
+}
+
+// --- ComfyUI graphs built to blow up -------------------------------------------------------
+
+#[test]
+fn pathological_comfyui_graphs_cost_milliseconds_and_give_no_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let every_text_input = |target: &str| {
+        let mut inputs = serde_json::Map::new();
+        for key in [
+            "text", "prompt", "string", "value", "text_positive", "text_g", "text_l", "clip_l",
+            "t5xxl", "string_a", "string_b",
+        ] {
+            inputs.insert(key.into(), json!([target, 0]));
+        }
+        Value::Object(inputs)
+    };
+    // A string node whose every text input points back at itself (fan-out 11, forever).
+    let graph = json!({
+        "1": {"class_type": "KSampler", "inputs": {"positive": ["2", 0], "negative": ["2", 0]}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"text": ["3", 0]}},
+        "3": {"class_type": "StringFunction", "inputs": every_text_input("3")}
+    });
+    let read = read_within(dir, "self_loop.png", &png_text("prompt", &graph.to_string()), 20);
+    assert_eq!(read.unwrap(), None);
+
+    // A chain of string nodes each reading the next one twice (2^depth paths).
+    let mut graph = serde_json::Map::new();
+    graph.insert(
+        "s".into(),
+        json!({"class_type": "KSampler", "inputs": {"positive": ["e", 0]}}),
+    );
+    graph.insert(
+        "e".into(),
+        json!({"class_type": "CLIPTextEncode", "inputs": {"text": ["0", 0]}}),
+    );
+    for i in 0..2000 {
+        let next = (i + 1).to_string();
+        graph.insert(
+            i.to_string(),
+            json!({"class_type": "StringConcatenate", "inputs": every_text_input(&next)}),
+        );
+    }
+    let bytes = png_text("prompt", &Value::Object(graph).to_string());
+    assert_eq!(read_within(dir, "doubling.png", &bytes, 20).unwrap(), None);
+
+    // A conditioning node with a thousand inputs all pointing back at itself, in a cycle with
+    // a second one, in both formats.
+    let mut inputs = serde_json::Map::new();
+    for i in 0..1000 {
+        let target = if i % 2 == 0 { "2" } else { "3" };
+        inputs.insert(format!("conditioning_{i}"), json!([target, 0]));
+    }
+    let graph = json!({
+        "1": {"class_type": "KSampler", "inputs": {"positive": ["2", 0], "negative": ["3", 0]}},
+        "2": {"class_type": "ConditioningCombine", "inputs": inputs.clone()},
+        "3": {"class_type": "ConditioningCombine", "inputs": inputs}
+    });
+    let bytes = png_text("prompt", &graph.to_string());
+    assert_eq!(read_within(dir, "fan_out.png", &bytes, 20).unwrap(), None);
+    let c = "CONDITIONING";
+    let fan: Vec<(&str, &str, Option<u64>)> = (0..1000).map(|_| ("conditioning", c, Some(1))).collect();
+    let workflow = json!({
+        "nodes": [
+            ui_node(1, "ConditioningCombine", &fan, json!([])),
+            ui_node(2, "KSampler", &[("positive", c, Some(1)), ("negative", c, Some(1))], json!([])),
+        ],
+        "links": [[1, 1, 0, 1, 0, c]]
+    });
+    let bytes = png_text("workflow", &workflow.to_string());
+    assert_eq!(read_within(dir, "fan_out_ui.png", &bytes, 20).unwrap(), None);
+
+    // A chain far deeper than any real graph.
+    let mut graph = serde_json::Map::new();
+    graph.insert(
+        "s".into(),
+        json!({"class_type": "KSampler", "inputs": {"positive": ["0", 0]}}),
+    );
+    for i in 0..10_000 {
+        let next = (i + 1).to_string();
+        graph.insert(
+            i.to_string(),
+            json!({"class_type": "R", "inputs": {"conditioning": [next, 0]}}),
+        );
+    }
+    graph.insert(
+        "10000".into(),
+        json!({"class_type": "CLIPTextEncode", "inputs": {"text": "too deep to matter"}}),
+    );
+    let bytes = png_text("prompt", &Value::Object(graph).to_string());
+    assert!(bytes.len() < MAX_TEXT_BYTES);
+    assert_eq!(read_within(dir, "deep.png", &bytes, 20).unwrap(), None);
+}
+
+#[test]
+fn a_graph_that_spends_the_step_budget_gives_up_with_an_error_naming_the_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    // Thousands of samplers, each reading a long chain that leads to no text.
+    let mut graph = serde_json::Map::new();
+    for i in 0..60 {
+        let next = (i + 1).to_string();
+        graph.insert(
+            format!("c{i}"),
+            json!({"class_type": "ConditioningSetArea", "inputs": {"conditioning": [format!("c{next}"), 0]}}),
+        );
+    }
+    for i in 0..8000 {
+        graph.insert(
+            format!("k{i}"),
+            json!({"class_type": "KSampler", "inputs": {"positive": ["c0", 0], "negative": ["c0", 0]}}),
+        );
+    }
+    let bytes = png_text("prompt", &Value::Object(graph).to_string());
+    let err = read_within(dir.path(), "samplers.png", &bytes, 20).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::Input { .. }), "{err:?}");
+    assert!(
+        text.contains("samplers.png") && text.contains("\"prompt\"") && text.contains("too complex"),
+        "{text}"
+    );
+}
+
+// --- one prompt size limit ---------------------------------------------------------------
+
+#[test]
+fn embedded_prompts_are_cut_to_the_shared_limit() {
+    use promptdex::ingest::MAX_PROMPT_BYTES;
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    // 900 KB of parameters, multi-byte characters, a long negative prompt and settings.
+    let prompt = "猫, a cat, ".repeat(900_000 / 13);
+    let negative = "ugly, ".repeat(5000);
+    let text = format!("{prompt}\nNegative prompt: {negative}\nSteps: 20, Sampler: Euler, Seed: 1");
+    let found = read_within(dir, "long.png", &png_text("parameters", &text), 20)
+        .unwrap()
+        .unwrap();
+    assert!(found.prompt.len() <= MAX_PROMPT_BYTES, "{}", found.prompt.len());
+    assert!(found.prompt.len() > MAX_PROMPT_BYTES - 16);
+    assert!(found.prompt.starts_with("猫, a cat, 猫"));
+    let neg = found.negative_prompt.as_deref().unwrap();
+    assert!(neg.len() <= MAX_PROMPT_BYTES && neg.starts_with("ugly, "));
+    assert_eq!(found.parameters["steps"], json!(20));
+    assert_eq!(found.parameters["prompt_cut_from_bytes"], json!(prompt.trim().len()));
+
+    // The same limit for a ComfyUI encoder's text and for a sidecar.
+    let graph = json!({
+        "1": {"class_type": "KSampler", "inputs": {"positive": ["2", 0]}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "é".repeat(40_000)}}
+    });
+    let found = read_within(dir, "comfy_long.png", &png_text("prompt", &graph.to_string()), 20)
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.prompt, "é".repeat(MAX_PROMPT_BYTES / 2));
+    let image = dir.join("side.png");
+    std::fs::copy(fixture("no_prompt.png"), &image).unwrap();
+    std::fs::write(dir.join("side.txt"), "a snowy hill, ".repeat(10_000)).unwrap();
+    let found = read_embedded_prompt(&image).unwrap().unwrap();
+    assert_eq!(found.provenance, Provenance::Sidecar);
+    assert!(found.prompt.len() <= MAX_PROMPT_BYTES && found.prompt.starts_with("a snowy hill"));
+}
+
+// --- metadata problems are warnings ----------------------------------------------------
+
+#[test]
+fn metadata_problems_are_warnings_naming_the_file_and_the_chunk_and_the_rest_is_read() {
+    use promptdex::ingest::metadata::{read_metadata, read_metadata_bytes, Effect};
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, bytes: Vec<u8>| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    // Malformed `parameters` JSON next to a readable ComfyUI workflow: the workflow's prompt,
+    // and a warning for the parameters chunk.
+    let workflow = std::fs::read(fixture("comfyui_workflow.png")).unwrap();
+    let mut bytes = workflow[..workflow.len() - 12].to_vec();
+    bytes.extend(png_chunk(b"tEXt", b"parameters\0{\"prompt\": \"a cat\", "));
+    bytes.extend_from_slice(&workflow[workflow.len() - 12..]);
+    let path = write("both.png", bytes);
+    let read = read_metadata(&path).unwrap();
+    assert_eq!(
+        read.prompt.as_ref().map(|f| f.prompt.as_str()),
+        Some("a misty forest, volumetric light")
+    );
+    assert_eq!(read.warnings.len(), 1, "{:?}", read.warnings);
+    let w = &read.warnings[0];
+    assert_eq!((w.path.as_path(), w.effect), (path.as_path(), Effect::Ignored));
+    assert_eq!(w.location, r#"tEXt "parameters""#);
+    let line = w.to_string();
+    assert!(line.contains("both.png") && line.contains("not valid JSON"), "{line}");
+
+    // A chunk over the limit, one with a bad CRC, bad zlib: each named, none fatal.
+    let mut huge = b"workflow\0".to_vec();
+    huge.resize(2 << 20, b'a');
+    let mut bad_crc = png_chunk(b"tEXt", b"parameters\0a cat\nSteps: 2");
+    let last = bad_crc.len() - 1;
+    bad_crc[last] ^= 1;
+    let chunks = [
+        png_chunk(b"tEXt", &huge),
+        bad_crc,
+        png_chunk(b"zTXt", b"prompt\0\0not zlib"),
+        png_chunk(b"tEXt", b"Dream\0\"a red boat\" -s 5"),
+    ]
+    .concat();
+    let read = read_metadata(&write("many.png", png_with(chunks))).unwrap();
+    let found = read.prompt.expect("the Dream chunk is still read");
+    assert_eq!(found.prompt, "a red boat");
+    let located: Vec<(&str, &str)> = read
+        .warnings
+        .iter()
+        .map(|w| (w.location.as_str(), w.detail.as_str()))
+        .collect();
+    assert_eq!(located.len(), 3, "{located:?}");
+    assert_eq!(located[0].0, r#"tEXt "workflow""#);
+    assert!(located[0].1.contains("limit"));
+    assert_eq!(located[1], (r#"tEXt "parameters""#, "CRC mismatch"));
+    assert_eq!(located[2].0, r#"zTXt "prompt""#);
+    assert!(located[2].1.contains("zlib"));
+
+    // Not an image at all, or cut short: warnings for the file as a whole, never an error.
+    let read = read_metadata_bytes("upload.png", b"GET / HTTP/1.1");
+    assert_eq!(read.prompt, None);
+    assert_eq!(read.warnings[0].location, "");
+    assert!(read.warnings[0].to_string().starts_with("upload.png: not an image"));
+    let good = std::fs::read(fixture("a1111_text.png")).unwrap();
+    let read = read_metadata_bytes("cut.png", &good[..good.len() - 12]);
+    assert!(read.prompt.is_some(), "chunks before the cut are read");
+    assert!(read.warnings[0].detail.contains("truncated"));
+
+    // An over-long prompt is a warning of its own kind, and the strict reader accepts it.
+    let long = format!("{}\nSteps: 3", "a cat, ".repeat(10_000));
+    let read = read_metadata_bytes("long.png", &png_text("parameters", &long));
+    assert_eq!(read.warnings.len(), 1);
+    assert_eq!(read.warnings[0].effect, Effect::Cut);
+    assert_eq!(read.warnings[0].location, r#"tEXt "parameters""#);
+    assert!(read_embedded_prompt_bytes("long.png", &png_text("parameters", &long)).is_ok());
+
+    // Settings too big to keep are dropped, the rest kept.
+    let big = json!({"prompt": "a cat", "seed": 1, "notes": "x".repeat(40_000)});
+    let read = read_metadata_bytes("fooocus.png", &png_text("parameters", &big.to_string()));
+    let found = read.prompt.unwrap();
+    assert_eq!(found.parameters.get("seed"), Some(&json!(1)));
+    assert!(!found.parameters.contains_key("notes"));
+    assert!(read.warnings[0].detail.contains("notes"), "{:?}", read.warnings);
 }

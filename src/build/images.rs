@@ -18,7 +18,7 @@ use image::{ImageReader, Limits, RgbImage};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::ingest::{read_embedded_prompt, walk_images, EmbeddedPrompt, ImageFile, Provenance};
+use crate::ingest::{read_metadata, walk_images, EmbeddedPrompt, ImageFile, Provenance};
 use crate::models::image::ImageEncoder;
 use crate::models::TextEmbedder;
 use crate::store::{path_key, ImageModel, ImageRecord, IndexWriter, NewImage, Record};
@@ -77,6 +77,9 @@ pub struct ImageIndexReport {
     pub prompts_aligned: usize,
     /// Files that could not be indexed, with why.
     pub errors: Vec<(String, String)>,
+    /// Files indexed without (part of) their metadata, with why: a chunk that could not be
+    /// read, a prompt cut to the limit. The file and the chunk are named.
+    pub warnings: Vec<(String, String)>,
     /// Wall time.
     pub seconds: f64,
 }
@@ -99,6 +102,8 @@ struct Prepared {
     width: u32,
     height: u32,
     prompt: Option<crate::ingest::EmbeddedPrompt>,
+    /// Metadata problems, as lines naming the file and the chunk.
+    warnings: Vec<String>,
     replaces: Option<(u64, ImageRecord)>,
 }
 
@@ -132,6 +137,7 @@ fn prepare(
                 hash,
                 image: None,
                 prompt: None,
+                warnings: Vec::new(),
                 replaces: old,
             });
         }
@@ -139,9 +145,16 @@ fn prepare(
     let label = std::fs::canonicalize(&path)
         .ok()
         .and_then(|p| config.labels.get(&p));
-    let prompt = match label {
-        Some(prompt) => Some(EmbeddedPrompt::new(Provenance::LabelFile, prompt.clone())),
-        None => read_embedded_prompt(&path)?,
+    let (prompt, warnings) = match label {
+        Some(prompt) => (
+            Some(EmbeddedPrompt::new(Provenance::LabelFile, prompt.clone())),
+            Vec::new(),
+        ),
+        None => {
+            let read = read_metadata(&path)?;
+            let warnings = read.warnings.iter().map(ToString::to_string).collect();
+            (read.prompt, warnings)
+        }
     };
     let image = decode(&path, &bytes, config)?;
     Ok(Prepared {
@@ -151,6 +164,7 @@ fn prepare(
         hash,
         image: Some(image),
         prompt,
+        warnings,
         replaces: old,
     })
 }
@@ -245,6 +259,13 @@ pub fn index_images(
             .collect();
         let mut fresh = Vec::new();
         for (path, item) in prepared {
+            if let Ok(p) = &item {
+                for warning in &p.warnings {
+                    progress.message(&format!("warning: {warning}"));
+                    let file = path.display().to_string();
+                    report.warnings.push((file, warning.clone()));
+                }
+            }
             match item {
                 Ok(p) if p.image.is_none() => {
                     // Same bytes, new mtime: update the record, keep its embeddings.

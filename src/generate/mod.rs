@@ -32,7 +32,7 @@ pub use modifiers::{Category, Modifier, ModifierMode, Vocabulary};
 
 use crate::build::{decode, ImageIndexConfig};
 use crate::ingest::corpus::normalize_prompt;
-use crate::ingest::metadata::{read_embedded_prompt, EmbeddedPrompt};
+use crate::ingest::metadata::{read_metadata, EmbeddedPrompt};
 use crate::models::caption::{Caption, Captioner, ImageNetTagger, Tags};
 use crate::models::{ImageEncoder, TextEmbedder};
 use crate::store::{IndexReader, VectorIndex};
@@ -195,6 +195,9 @@ pub struct Generated {
     pub parts: Vec<Part>,
     /// What the index or the models lack, so some candidates are missing.
     pub missing: Vec<String>,
+    /// Problems with the file's metadata (a chunk that could not be read and was ignored, a
+    /// prompt cut to the limit), naming the file and the chunk.
+    pub warnings: Vec<String>,
     /// Time per step.
     pub timings_ms: Timings,
     /// Single-method vectors (not printed).
@@ -326,8 +329,10 @@ impl Generator {
     pub fn generate_path(&self, path: &Path, exclude: &Exclude) -> Result<Generated> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let image = decode(path, &bytes, &ImageIndexConfig::default())?;
-        let embedded = read_embedded_prompt(path)?;
-        self.generate(&image, embedded, exclude)
+        let read = read_metadata(path)?;
+        let mut generated = self.generate(&image, read.prompt, exclude)?;
+        generated.warnings = read.warnings.iter().map(ToString::to_string).collect();
+        Ok(generated)
     }
 
     /// Generates the prompt for `image`; `embedded` is the prompt its file carried, if any.
@@ -363,6 +368,7 @@ impl Generator {
                 modifiers: Vec::new(),
                 parts,
                 missing: Vec::new(),
+                warnings: Vec::new(),
                 timings_ms: Timings {
                     total: ms(start),
                     ..Timings::default()
@@ -593,6 +599,7 @@ impl Generator {
             modifiers,
             parts,
             missing: self.missing(),
+            warnings: Vec::new(),
             timings_ms: timings,
             methods,
         })

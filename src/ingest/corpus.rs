@@ -15,11 +15,8 @@ use std::sync::Arc;
 use flate2::read::MultiGzDecoder;
 use serde_json::{Map, Value};
 
+use super::limits::MAX_PROMPT_BYTES;
 use crate::{Error, Result};
-
-/// Longest prompt accepted, in bytes. Real SD prompts stay far below (the text encoder sees
-/// 77 tokens); a longer line is almost always a broken file.
-pub const MAX_PROMPT_BYTES: usize = 16 * 1024;
 
 /// One prompt read from a corpus.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,7 +128,7 @@ impl CorpusReader {
                 line: 0,
             },
             Format::Table { delimiter, quoting } => {
-                let boxed: Box<dyn Read + Send> = Box::new(reader);
+                let boxed: Box<dyn Read + Send> = Box::new(RecordGuard::new(reader, quoting));
                 let mut table = csv::ReaderBuilder::new()
                     .delimiter(delimiter)
                     .quoting(quoting)
@@ -179,6 +176,98 @@ impl CorpusReader {
         let consumed = self.consumed.clone();
         let size = self.size;
         move || (consumed.load(Ordering::Relaxed), size)
+    }
+}
+
+/// Longest line of a text corpus held in memory: a longer one is read to its end without
+/// being kept, and rejected (twice the prompt limit, so that a prompt within the limit but
+/// padded with blanks still fits).
+pub const MAX_LINE_KEPT: usize = 2 * MAX_PROMPT_BYTES;
+
+/// Longest record of a CSV or TSV corpus: a table holding a longer one is refused, since the
+/// CSV reader would hold all of it.
+pub const MAX_RECORD_BYTES: usize = 64 * MAX_PROMPT_BYTES;
+
+/// Reads one line (through its `\n`, or to the end of the input) and returns its length in
+/// bytes, `None` at the end of the input. The line is appended to `buf` only when it is at
+/// most `keep` bytes long; a longer one is consumed without being kept, so that `buf` never
+/// holds more than `keep` bytes whatever the input.
+pub fn read_line_bounded<R: BufRead + ?Sized>(
+    reader: &mut R,
+    keep: usize,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<u64>> {
+    let start = buf.len();
+    let mut length = 0u64;
+    let mut kept = true;
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            return Ok((length > 0).then_some(length));
+        }
+        let (take, ends) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(at) => (at + 1, true),
+            None => (chunk.len(), false),
+        };
+        length += take as u64;
+        if kept && length <= keep as u64 {
+            buf.extend_from_slice(&chunk[..take]);
+        } else if kept {
+            kept = false;
+            buf.truncate(start);
+        }
+        reader.consume(take);
+        if ends {
+            return Ok(Some(length));
+        }
+    }
+}
+
+/// Fails a table's input once a record (a run of bytes between record-ending newlines, those
+/// outside quotes when the table quotes) grows over [`MAX_RECORD_BYTES`].
+pub(super) struct RecordGuard<R> {
+    inner: R,
+    quoting: bool,
+    in_quotes: bool,
+    record: usize,
+}
+
+impl<R> RecordGuard<R> {
+    pub(super) fn new(inner: R, quoting: bool) -> Self {
+        RecordGuard {
+            inner,
+            quoting,
+            in_quotes: false,
+            record: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for RecordGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for &b in &buf[..n] {
+            match b {
+                b'"' if self.quoting => self.in_quotes = !self.in_quotes,
+                b'\n' if !self.in_quotes => {
+                    self.record = 0;
+                    continue;
+                }
+                _ => {}
+            }
+            self.record += 1;
+            if self.record > MAX_RECORD_BYTES {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("a record over {MAX_RECORD_BYTES} bytes: not a prompt table"),
+                ));
+            }
+        }
+        Ok(n)
     }
 }
 
@@ -237,14 +326,22 @@ impl Iterator for CorpusReader {
         match &mut self.inner {
             Inner::Text { reader, line } => loop {
                 let mut buf = Vec::new();
-                match reader.read_until(b'\n', &mut buf) {
-                    Ok(0) => return None,
-                    Ok(_) => {}
+                let length = match read_line_bounded(reader, MAX_LINE_KEPT, &mut buf) {
+                    Ok(None) => return None,
+                    Ok(Some(length)) => length,
                     Err(e) => {
                         return Some(Err(Error::input(path, format!("line {}: {e}", *line + 1))))
                     }
-                }
+                };
                 *line += 1;
+                if length > MAX_LINE_KEPT as u64 {
+                    return Some(Ok(Row::Rejected {
+                        line: *line,
+                        reason: format!(
+                            "line of {length} bytes, over the {MAX_PROMPT_BYTES}-byte limit for a prompt"
+                        ),
+                    }));
+                }
                 let text = match String::from_utf8(buf) {
                     Ok(t) => t,
                     Err(e) => {
@@ -367,4 +464,63 @@ pub fn normalize_prompt(prompt: &str) -> String {
 /// The de-duplication key of a prompt: blake3 of its normalised form.
 pub fn dedup_key(prompt: &str) -> [u8; 32] {
     *blake3::hash(normalize_prompt(prompt).as_bytes()).as_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `left` bytes of `a`, then one newline, made up as they are read.
+    struct Endless {
+        left: u64,
+        newline: bool,
+    }
+
+    impl Read for Endless {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if buf.is_empty() {
+                return Ok(0);
+            }
+            if self.left > 0 {
+                let n = (buf.len() as u64).min(self.left) as usize;
+                buf[..n].fill(b'a');
+                self.left -= n as u64;
+                return Ok(n);
+            }
+            if std::mem::take(&mut self.newline) {
+                buf[0] = b'\n';
+                return Ok(1);
+            }
+            Ok(0)
+        }
+    }
+
+    #[test]
+    fn a_bounded_line_read_never_holds_more_than_its_limit() {
+        // 1 GiB without a newline: read through, never kept.
+        let endless = Endless {
+            left: 1 << 30,
+            newline: true,
+        };
+        let mut reader = BufReader::with_capacity(1 << 16, endless);
+        let mut buf = Vec::new();
+        let length = read_line_bounded(&mut reader, MAX_LINE_KEPT, &mut buf).unwrap();
+        assert_eq!(length, Some((1 << 30) + 1));
+        assert!(buf.is_empty());
+        assert!(buf.capacity() <= MAX_LINE_KEPT + (1 << 16), "{}", buf.capacity());
+        let again = read_line_bounded(&mut reader, MAX_LINE_KEPT, &mut buf).unwrap();
+        assert_eq!(again, None);
+
+        // Lines within the limit are kept whole, the last one without its newline too.
+        let mut text: &[u8] = b"a cat\n\nno newline";
+        let mut buf = Vec::new();
+        assert_eq!(read_line_bounded(&mut text, 8, &mut buf).unwrap(), Some(6));
+        assert_eq!(buf, b"a cat\n");
+        buf.clear();
+        assert_eq!(read_line_bounded(&mut text, 8, &mut buf).unwrap(), Some(1));
+        buf.clear();
+        assert_eq!(read_line_bounded(&mut text, 8, &mut buf).unwrap(), Some(10));
+        assert!(buf.is_empty(), "over the limit of 8: not kept");
+        assert_eq!(read_line_bounded(&mut text, 8, &mut buf).unwrap(), None);
+    }
 }

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use super::corpus::RecordGuard;
+use super::limits::MAX_PROMPT_BYTES;
 use crate::{Error, Result};
 
 /// One labelled image.
@@ -15,13 +17,15 @@ pub struct Labelled {
 }
 
 /// Reads an `image,prompt` CSV (a header row naming `image` and `prompt`; other columns are
-/// ignored). A row without an image or prompt is an error naming its line.
+/// ignored). A row without an image or prompt, or with a prompt over [`MAX_PROMPT_BYTES`], is
+/// an error naming its line.
 pub fn read_labels(csv_path: &Path) -> Result<Vec<Labelled>> {
     let base = csv_path.parent().unwrap_or(Path::new("."));
+    let file = std::fs::File::open(csv_path)
+        .map_err(|e| Error::input(csv_path, format!("cannot read: {e}")))?;
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
-        .from_path(csv_path)
-        .map_err(|e| Error::input(csv_path, format!("cannot read: {e}")))?;
+        .from_reader(RecordGuard::new(std::io::BufReader::new(file), true));
     let headers = reader
         .headers()
         .map_err(|e| Error::input(csv_path, format!("no header row: {e}")))?
@@ -52,6 +56,15 @@ pub fn read_labels(csv_path: &Path) -> Result<Vec<Labelled>> {
             return Err(Error::input(
                 csv_path,
                 format!("line {line}: empty image or prompt"),
+            ));
+        }
+        if prompt.trim().len() > MAX_PROMPT_BYTES {
+            return Err(Error::input(
+                csv_path,
+                format!(
+                    "line {line}: prompt of {} bytes, over the {MAX_PROMPT_BYTES}-byte limit",
+                    prompt.trim().len()
+                ),
             ));
         }
         labels.push(Labelled {
@@ -88,5 +101,9 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("line 2"));
+        let long = "a".repeat(MAX_PROMPT_BYTES + 1);
+        std::fs::write(&csv, format!("image,prompt\na.png,ok\nb.png,{long}\n")).unwrap();
+        let err = read_labels(&csv).unwrap_err().to_string();
+        assert!(err.contains("line 3") && err.contains("limit"), "{err}");
     }
 }

@@ -5,18 +5,19 @@
 //! - [`walk`]: finds the image files under a folder.
 //! - [`labels`]: `image,prompt` CSVs (labelled image sets).
 //! - [`metadata`]: prompts embedded in image files by SD front-ends.
+//! - [`limits`]: the prompt size limit every source shares.
 
 pub mod corpus;
 pub mod labels;
+pub mod limits;
 pub mod metadata;
 pub mod walk;
 
-pub use corpus::{
-    dedup_key, first_prompts, normalize_prompt, CorpusEntry, CorpusReader, Row, MAX_PROMPT_BYTES,
-};
+pub use corpus::{dedup_key, first_prompts, normalize_prompt, CorpusEntry, CorpusReader, Row};
 pub use labels::{read_labels, Labelled};
+pub use limits::MAX_PROMPT_BYTES;
 pub use metadata::{
-    parse_a1111_parameters, read_embedded_prompt, read_embedded_prompt_bytes, EmbeddedPrompt,
-    Provenance,
+    parse_a1111_parameters, read_embedded_prompt, read_embedded_prompt_bytes, read_metadata,
+    read_metadata_bytes, EmbeddedPrompt, Metadata, MetadataWarning, Provenance,
 };
 pub use walk::{walk_images, ImageFile, Walk};

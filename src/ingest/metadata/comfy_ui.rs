@@ -1,23 +1,27 @@
 //! ComfyUI's `workflow` chunk, used when there is no `prompt` graph: the editor's own format,
-//! `{nodes: [{id, type, title, inputs: [{name, link}], widgets_values}], links}` where a link
-//! is `[id, origin_id, origin_slot, target_id, target_slot, type]` (or an object with the same
-//! names in newer versions).
+//! `{nodes: [{id, type, title, inputs: [{name, type, link}], widgets_values}], links}` where
+//! a link is `[id, origin_id, origin_slot, target_id, target_slot, type]` (or an object with
+//! the same names in newer versions).
 //!
-//! Best effort: the sampler's `positive` / `negative` inputs are followed back to text
-//! encoders, whose text is their string widgets (or the primitive node a text input is linked
-//! to). Without a sampler, text encoders are read in id order, the one titled "negative"
-//! giving the negative prompt.
+//! The sampler's `positive` / `negative` inputs (or its guider's) are followed back through
+//! pass-through nodes (reroutes, any input of type `CONDITIONING`) to text encoders, as for
+//! the API graph in `comfy`. An encoder's text is its text widget alone: the widget at the
+//! known position for the common encoders, else its first string widget that is not a model
+//! file, or the text of the node a text input is linked to. Without a sampler, text encoders
+//! are read in id order, the one titled "negative" giving the negative prompt. The walk visits
+//! each node once per side and spends the file's step budget like the API graph's.
 
 use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
-use super::{json_object, EmbeddedPrompt, Provenance};
+use super::comfy::{
+    is_conditioning_input, join_texts, too_complex, Side, MAX_DEPTH, TEXT_GROUPS, TEXT_KEYS,
+};
+use super::{json_object, EmbeddedPrompt, Provenance, Scan};
 
 type Detail = String;
 type Node = Map<String, Value>;
-
-const MAX_DEPTH: usize = 32;
 
 /// KSampler widget order: (index, parameter), for `KSampler` and `KSamplerAdvanced`.
 const KSAMPLER: [(usize, &str); 5] = [
@@ -35,14 +39,54 @@ const KSAMPLER_ADVANCED: [(usize, &str); 5] = [
     (6, "scheduler"),
 ];
 
+/// Where the text widgets of the common encoders are in `widgets_values`; the other widgets
+/// are sizes, model names and modes.
+const ENCODER_WIDGETS: [(&str, &[usize]); 13] = [
+    ("CLIPTextEncode", &[0]),
+    ("CLIPTextEncodeSDXL", &[6, 7]),
+    ("CLIPTextEncodeSDXLRefiner", &[3]),
+    ("CLIPTextEncodeFlux", &[0, 1]),
+    ("CLIPTextEncodeSD3", &[0, 1, 2]),
+    ("CLIPTextEncodeHunyuanDiT", &[0, 1]),
+    ("CLIPTextEncodeLumina2", &[1]),
+    ("CLIPTextEncodePixArtAlpha", &[2]),
+    ("TextEncodeHunyuanVideo_ImageToVideo", &[0]),
+    ("BNK_CLIPTextEncodeAdvanced", &[0]),
+    ("CLIPTextEncodeAdvanced", &[0]),
+    ("smZ CLIPTextEncode", &[0]),
+    ("ImpactWildcardEncode", &[1, 0]),
+];
+
+/// File endings of model names, which are never prompt text.
+const MODEL_FILES: [&str; 9] = [
+    ".safetensors",
+    ".ckpt",
+    ".pt",
+    ".pth",
+    ".bin",
+    ".gguf",
+    ".sft",
+    ".onnx",
+    ".yaml",
+];
+
 struct Workflow<'a> {
     nodes: HashMap<String, &'a Node>,
-    /// Link id -> origin node id.
-    links: HashMap<String, String>,
+    /// Link id -> (origin node id, origin slot).
+    links: HashMap<String, (String, u64)>,
 }
 
-/// The prompt of a UI-format workflow; `None` when it has no text encoder with text.
-pub(super) fn parse_workflow(text: &str) -> Result<Option<EmbeddedPrompt>, Detail> {
+/// One walk over a workflow.
+struct Walk<'w, 'a, 's> {
+    flow: &'w Workflow<'a>,
+    scan: &'s mut Scan,
+    /// The text of each node read as text, once computed (`None` while being computed).
+    texts: HashMap<String, Option<String>>,
+}
+
+/// The prompt of a UI-format workflow; `None` when it has no text encoder with text. A
+/// workflow that spends the file's step budget is an error.
+pub(super) fn parse_workflow(text: &str, scan: &mut Scan) -> Result<Option<EmbeddedPrompt>, Detail> {
     let obj = json_object(text, "ComfyUI workflow")?;
     let Some(list) = obj.get("nodes").and_then(Value::as_array) else {
         return Ok(None);
@@ -62,66 +106,33 @@ pub(super) fn parse_workflow(text: &str) -> Result<Option<EmbeddedPrompt>, Detai
         .into_iter()
         .flatten()
     {
-        let (id, origin) = match link {
-            Value::Array(parts) if parts.len() >= 2 => (id_string(&parts[0]), id_string(&parts[1])),
+        let (id, origin, slot) = match link {
+            Value::Array(parts) if parts.len() >= 2 => (
+                id_string(&parts[0]),
+                id_string(&parts[1]),
+                parts.get(2).and_then(Value::as_u64),
+            ),
             Value::Object(o) => (
                 o.get("id").and_then(id_string),
                 o.get("origin_id").and_then(id_string),
+                o.get("origin_slot").and_then(Value::as_u64),
             ),
             _ => continue,
         };
         if let (Some(id), Some(origin)) = (id, origin) {
-            flow.links.insert(id, origin);
+            flow.links.insert(id, (origin, slot.unwrap_or(0)));
         }
     }
-    let mut ids: Vec<&String> = flow.nodes.keys().collect();
-    ids.sort_by(|a, b| {
-        let number = |id: &str| id.parse::<u64>().unwrap_or(u64::MAX);
-        number(a).cmp(&number(b)).then_with(|| a.cmp(b))
-    });
-    let mut samplers: Vec<&String> = ids
-        .iter()
-        .copied()
-        .filter(|id| flow.input_link(flow.nodes[*id], "positive").is_some())
-        .collect();
-    samplers.sort_by_key(|id| !node_type(flow.nodes[*id]).contains("Sampler"));
-    for id in samplers {
-        let sampler = flow.nodes[id];
-        let positive = flow.side_text(sampler, "positive");
-        let negative = flow.side_text(sampler, "negative");
-        if positive.is_empty() && negative.is_empty() {
-            continue;
-        }
-        let mut found = EmbeddedPrompt::new(Provenance::ComfyUiWorkflow, positive)
-            .negative(Some(negative.as_str()));
-        sampler_settings(sampler, &mut found.parameters);
-        return Ok(Some(found));
+    let mut walk = Walk {
+        flow: &flow,
+        scan,
+        texts: HashMap::new(),
+    };
+    let found = walk.prompt();
+    match walk.scan.exhausted() {
+        true => Err(too_complex()),
+        false => Ok(found),
     }
-    // No sampler wired to text: the encoders themselves.
-    let (mut positive, mut negative) = (None, None);
-    for id in ids {
-        let node = flow.nodes[id];
-        if !node_type(node).contains("TextEncode") {
-            continue;
-        }
-        let Some(text) = flow.encoder_text(node).filter(|t| !t.trim().is_empty()) else {
-            continue;
-        };
-        let title = node
-            .get("title")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_lowercase();
-        let slot = if title.contains("neg") {
-            &mut negative
-        } else {
-            &mut positive
-        };
-        slot.get_or_insert(text);
-    }
-    let found = EmbeddedPrompt::new(Provenance::ComfyUiWorkflow, positive.unwrap_or_default())
-        .negative(negative.as_deref());
-    Ok(found.has_text().then_some(found))
 }
 
 fn id_string(value: &Value) -> Option<String> {
@@ -136,100 +147,282 @@ fn node_type(node: &Node) -> &str {
     node.get("type").and_then(Value::as_str).unwrap_or("")
 }
 
-/// The string widget values of a node, in order.
-fn widget_strings(node: &Node) -> Vec<&str> {
+fn node_id(node: &Node) -> String {
+    node.get("id").and_then(id_string).unwrap_or_default()
+}
+
+/// The inputs of a node: (name, type, link id).
+fn node_inputs(node: &Node) -> impl Iterator<Item = (&str, &str, Option<String>)> {
+    node.get("inputs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|input| {
+            let name = input.get("name")?.as_str()?;
+            let kind = input.get("type").and_then(Value::as_str).unwrap_or("");
+            Some((name, kind, input.get("link").and_then(id_string)))
+        })
+}
+
+/// Whether a widget value is a model file name rather than text.
+fn is_model_file(text: &str) -> bool {
+    let lower = text.trim().to_ascii_lowercase();
+    MODEL_FILES.iter().any(|ext| lower.ends_with(ext))
+}
+
+/// The text widgets of an encoder: at their known positions, else its first string widget
+/// that is not a model name.
+fn encoder_widgets(node: &Node) -> Vec<String> {
     match node.get("widgets_values") {
-        Some(Value::Array(values)) => values.iter().filter_map(Value::as_str).collect(),
-        Some(Value::Object(values)) => values
+        Some(Value::Array(values)) => {
+            let known = ENCODER_WIDGETS.iter().find(|(t, _)| *t == node_type(node));
+            match known {
+                Some((_, at)) => at
+                    .iter()
+                    .filter_map(|&i| values.get(i)?.as_str())
+                    .map(str::to_string)
+                    .collect(),
+                None => values
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .find(|s| !is_model_file(s))
+                    .map(str::to_string)
+                    .into_iter()
+                    .collect(),
+            }
+        }
+        Some(Value::Object(values)) => TEXT_KEYS
             .iter()
-            .filter(|(k, _)| k.contains("text") || k.contains("prompt"))
-            .filter_map(|(_, v)| v.as_str())
+            .chain(TEXT_GROUPS.iter().flat_map(|g| g.iter()))
+            .filter_map(|k| values.get(*k)?.as_str())
+            .map(str::to_string)
             .collect(),
         _ => Vec::new(),
     }
 }
 
-impl Workflow<'_> {
-    /// The node linked to input `name` of `node`.
-    fn input_link(&self, node: &Node, name: &str) -> Option<&Node> {
-        let inputs = node.get("inputs")?.as_array()?;
-        let input = inputs
-            .iter()
-            .find(|i| i.get("name").and_then(Value::as_str) == Some(name))?;
-        let origin = self.links.get(&id_string(input.get("link")?)?)?;
-        self.nodes.get(origin).copied()
+/// Whether an input name is one that holds text.
+fn is_text_input(name: &str) -> bool {
+    TEXT_KEYS.contains(&name) || TEXT_GROUPS.iter().any(|g| g.contains(&name))
+}
+
+impl<'a> Workflow<'a> {
+    /// The origin node and slot of link `link`.
+    fn origin(&self, link: &str) -> Option<(&'a Node, u64)> {
+        let (origin, slot) = self.links.get(link)?;
+        Some((*self.nodes.get(origin)?, *slot))
     }
 
-    fn side_text(&self, sampler: &Node, side: &str) -> String {
-        let mut out = Vec::new();
-        if let Some(origin) = self.input_link(sampler, side) {
-            self.conditioning(origin, side, 0, &mut HashSet::new(), &mut out);
+    /// The node and slot linked to input `name` of `node`.
+    fn input_link(&self, node: &Node, name: &str) -> Option<(&'a Node, u64)> {
+        let (_, _, link) = node_inputs(node).find(|(n, _, _)| *n == name)?;
+        self.origin(&link?)
+    }
+}
+
+impl<'a> Walk<'_, 'a, '_> {
+    fn prompt(&mut self) -> Option<EmbeddedPrompt> {
+        let flow = self.flow;
+        let mut ids: Vec<&String> = flow.nodes.keys().collect();
+        ids.sort_by(|a, b| {
+            let number = |id: &str| id.parse::<u64>().unwrap_or(u64::MAX);
+            number(a).cmp(&number(b)).then_with(|| a.cmp(b))
+        });
+        let mut samplers: Vec<&String> = ids
+            .iter()
+            .copied()
+            .filter(|id| {
+                let node = flow.nodes[*id];
+                let kind = node_type(node);
+                kind.contains("Sampler")
+                    || kind.contains("Guider")
+                    || flow.input_link(node, "positive").is_some()
+            })
+            .collect();
+        samplers.sort_by_key(|id| !node_type(flow.nodes[*id]).contains("Sampler"));
+        for id in samplers {
+            let sampler = flow.nodes[id];
+            let positive = self.side_text(sampler, Side::Positive);
+            let negative = self.side_text(sampler, Side::Negative);
+            if self.scan.exhausted() {
+                return None;
+            }
+            if positive.is_empty() && negative.is_empty() {
+                continue;
+            }
+            let mut found = EmbeddedPrompt::new(Provenance::ComfyUiWorkflow, positive)
+                .negative(Some(negative.as_str()));
+            sampler_settings(sampler, &mut found.parameters);
+            return Some(found);
         }
-        let mut unique: Vec<String> = Vec::new();
-        for text in out.into_iter().map(|t| t.trim().to_string()) {
-            if !text.is_empty() && !unique.contains(&text) {
-                unique.push(text);
+        self.encoders_alone(&ids)
+    }
+
+    /// No sampler wired to text: the encoders themselves, in id order.
+    fn encoders_alone(&mut self, ids: &[&String]) -> Option<EmbeddedPrompt> {
+        let (mut positive, mut negative) = (None, None);
+        for id in ids {
+            let node = self.flow.nodes[*id];
+            if !node_type(node).contains("TextEncode") {
+                continue;
+            }
+            let Some(text) = self.encoder_text(node, 0).filter(|t| !t.trim().is_empty()) else {
+                continue;
+            };
+            let title = node
+                .get("title")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_lowercase();
+            let slot = if title.contains("neg") {
+                &mut negative
+            } else {
+                &mut positive
+            };
+            slot.get_or_insert(text);
+        }
+        let found = EmbeddedPrompt::new(Provenance::ComfyUiWorkflow, positive.unwrap_or_default())
+            .negative(negative.as_deref());
+        found.has_text().then_some(found)
+    }
+
+    fn side_text(&mut self, sampler: &'a Node, side: Side) -> String {
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        self.sampler_side(sampler, side, 0, &mut seen, &mut out);
+        join_texts(out, ", ")
+    }
+
+    /// Collects the texts of `side` for a sampler or guider, following a `guider` link.
+    fn sampler_side(
+        &mut self,
+        node: &'a Node,
+        side: Side,
+        depth: usize,
+        seen: &mut HashSet<(String, Side)>,
+        out: &mut Vec<String>,
+    ) {
+        let flow = self.flow;
+        if depth > MAX_DEPTH {
+            return;
+        }
+        let mut any = false;
+        for name in side.inputs(node_type(node)) {
+            if let Some((origin, slot)) = flow.input_link(node, name) {
+                any = true;
+                self.conditioning(origin, slot, side, depth + 1, seen, out);
             }
         }
-        unique.join(", ")
+        if any {
+            return;
+        }
+        if let Some((guider, _)) = flow.input_link(node, "guider") {
+            if self.scan.step() && seen.insert((node_id(guider), side)) {
+                self.sampler_side(guider, side, depth + 1, seen, out);
+            }
+        }
     }
 
     fn conditioning(
-        &self,
-        node: &Node,
-        side: &str,
+        &mut self,
+        node: &'a Node,
+        slot: u64,
+        side: Side,
         depth: usize,
-        seen: &mut HashSet<String>,
+        seen: &mut HashSet<(String, Side)>,
         out: &mut Vec<String>,
     ) {
-        let id = node.get("id").and_then(id_string).unwrap_or_default();
-        if depth > MAX_DEPTH || !seen.insert(id) || node_type(node).contains("ZeroOut") {
+        let flow = self.flow;
+        let kind = node_type(node);
+        if depth > MAX_DEPTH
+            || !self.scan.step()
+            || !seen.insert((node_id(node), side))
+            || kind.contains("ZeroOut")
+        {
             return;
         }
-        if node_type(node).contains("TextEncode") {
-            out.extend(self.encoder_text(node));
+        if kind.contains("TextEncode") {
+            out.extend(self.encoder_text(node, depth + 1));
             return;
         }
-        if let Some(origin) = self.input_link(node, side) {
-            return self.conditioning(origin, side, depth + 1, seen, out);
+        let has = |name: &str| node_inputs(node).any(|(n, _, _)| n == name);
+        let side = match has("positive") && has("negative") {
+            true => side.of_slot(slot),
+            false => side,
+        };
+        if let Some((origin, slot)) = flow.input_link(node, side.name()) {
+            return self.conditioning(origin, slot, side, depth + 1, seen, out);
         }
-        let names: Vec<&str> = node
-            .get("inputs")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|i| i.get("name")?.as_str())
-            .filter(|n| n.contains("conditioning"))
+        let reroute = kind.contains("Reroute");
+        let links: Vec<String> = node_inputs(node)
+            .filter(|(name, kind, _)| {
+                reroute || *kind == "CONDITIONING" || is_conditioning_input(name)
+            })
+            .filter_map(|(_, _, link)| link)
             .collect();
         let mut followed = false;
-        for name in names {
-            if let Some(origin) = self.input_link(node, name) {
+        for link in links {
+            if let Some((origin, slot)) = flow.origin(&link) {
                 followed = true;
-                self.conditioning(origin, side, depth + 1, seen, out);
+                self.conditioning(origin, slot, side, depth + 1, seen, out);
             }
         }
         if !followed {
-            out.extend(self.encoder_text(node));
+            out.extend(self.encoder_text(node, depth + 1));
         }
     }
 
-    /// An encoder's text: inputs linked from primitive nodes, else its string widgets.
-    fn encoder_text(&self, node: &Node) -> Option<String> {
+    /// An encoder's text: its text inputs linked from other nodes, else its text widgets.
+    fn encoder_text(&mut self, node: &'a Node, depth: usize) -> Option<String> {
+        let flow = self.flow;
+        let linked: Vec<&'a Node> = node_inputs(node)
+            .filter(|(name, _, _)| is_text_input(name))
+            .filter_map(|(_, _, link)| Some(flow.origin(&link?)?.0))
+            .collect();
         let mut parts: Vec<String> = Vec::new();
-        for name in ["text", "text_g", "text_l", "clip_l", "t5xxl"] {
-            if let Some(origin) = self.input_link(node, name) {
-                parts.extend(widget_strings(origin).first().map(|s| s.to_string()));
-            }
+        for origin in linked {
+            parts.extend(self.text_node(origin, depth + 1));
         }
         if parts.is_empty() {
-            parts = widget_strings(node)
-                .into_iter()
-                .map(str::to_string)
-                .collect();
+            parts = encoder_widgets(node);
+            if node_type(node) == "ImpactWildcardEncode" {
+                // The populated text when there is one, else the wildcard text.
+                parts.retain(|p| !p.trim().is_empty());
+                parts.truncate(1);
+            }
         }
-        parts.retain(|p| !p.trim().is_empty());
-        parts.dedup();
-        (!parts.is_empty()).then(|| parts.join(", "))
+        let text = join_texts(parts, ", ");
+        (!text.is_empty()).then_some(text)
+    }
+
+    /// The text a node (a primitive, a string node) gives, computed once: the texts linked
+    /// into it, else its first string widget.
+    fn text_node(&mut self, node: &'a Node, depth: usize) -> Option<String> {
+        let id = node_id(node);
+        if let Some(known) = self.texts.get(&id) {
+            return known.clone();
+        }
+        if depth > MAX_DEPTH || !self.scan.step() {
+            return None;
+        }
+        self.texts.insert(id.clone(), None);
+        let flow = self.flow;
+        let linked: Vec<&'a Node> = node_inputs(node)
+            .filter(|(name, kind, _)| *kind == "STRING" || is_text_input(name))
+            .filter_map(|(_, _, link)| Some(flow.origin(&link?)?.0))
+            .collect();
+        let mut parts = Vec::new();
+        for origin in linked {
+            parts.extend(self.text_node(origin, depth + 1));
+        }
+        if parts.is_empty() {
+            let widgets = node.get("widgets_values").and_then(Value::as_array);
+            let first = widgets.and_then(|w| w.iter().find_map(Value::as_str));
+            parts.extend(first.filter(|s| !is_model_file(s)).map(str::to_string));
+        }
+        let text = Some(join_texts(parts, ", ")).filter(|t| !t.is_empty());
+        self.texts.insert(id, text.clone());
+        text
     }
 }
 

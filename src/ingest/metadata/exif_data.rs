@@ -12,7 +12,7 @@ use std::io::{BufRead, Read, Seek};
 use exif::{Reader, Value};
 
 use super::png::latin1_or_utf8;
-use super::{a1111, comfy, comfy_ui, EmbeddedPrompt, Provenance, MAX_TEXT_BYTES};
+use super::{a1111, comfy, comfy_ui, EmbeddedPrompt, Provenance, Scan, MAX_TEXT_BYTES};
 
 type Detail = String;
 
@@ -20,21 +20,46 @@ type Detail = String;
 const COMFY_TAGS: [u16; 3] = [0x010E, 0x010F, 0x0110];
 const USER_COMMENT: u16 = 0x9286;
 
-/// The prompt in a JPEG's EXIF; `None` when it has no EXIF or no prompt in it.
-pub(super) fn read_jpeg<R: BufRead>(reader: &mut R) -> Result<Option<EmbeddedPrompt>, Detail> {
-    match exif::get_exif_attr_from_jpeg(reader) {
-        Ok(tiff) => from_tiff(tiff, "JPEG EXIF"),
-        Err(exif::Error::NotFound(_)) => Ok(None),
-        Err(exif::Error::InvalidFormat(what)) => Err(format!("truncated or corrupt JPEG ({what})")),
-        Err(e) => Err(format!("cannot read the JPEG: {e}")),
-    }
+/// The prompt in a JPEG's EXIF; `None` when it has no EXIF or no prompt in it, or the JPEG
+/// cannot be read up to its EXIF (noted in `scan`).
+pub(super) fn read_jpeg<R: BufRead>(reader: &mut R, scan: &mut Scan) -> Option<EmbeddedPrompt> {
+    let detail = match exif::get_exif_attr_from_jpeg(reader) {
+        Ok(tiff) => return from_tiff(tiff, "JPEG EXIF", scan),
+        Err(exif::Error::NotFound(_)) => return None,
+        Err(exif::Error::InvalidFormat(what)) => format!("truncated or corrupt JPEG ({what})"),
+        Err(e) => format!("cannot read the JPEG: {e}"),
+    };
+    scan.ignored("", detail);
+    None
 }
 
-/// The prompt in a WebP's `EXIF` chunk, the RIFF chunk list walked by seeking.
+/// The prompt in a WebP's `EXIF` chunk, the RIFF chunk list walked by seeking; a broken
+/// chunk list or EXIF chunk is noted in `scan`.
 pub(super) fn read_webp<R: Read + Seek>(
     reader: &mut R,
     file_len: u64,
-) -> Result<Option<EmbeddedPrompt>, Detail> {
+    scan: &mut Scan,
+) -> Option<EmbeddedPrompt> {
+    match find_webp_exif(reader, file_len) {
+        Ok(Some(Ok(data))) => from_tiff(data, "WebP EXIF", scan),
+        Ok(Some(Err(detail))) => {
+            scan.ignored("WebP EXIF", detail);
+            None
+        }
+        Ok(None) => None,
+        Err(detail) => {
+            scan.ignored("", detail);
+            None
+        }
+    }
+}
+
+/// The WebP's `EXIF` chunk (or why it cannot be read), `None` when it has none; `Err` for a
+/// broken RIFF chunk list.
+fn find_webp_exif<R: Read + Seek>(
+    reader: &mut R,
+    file_len: u64,
+) -> Result<Option<Result<Vec<u8>, Detail>>, Detail> {
     let truncated = |e: std::io::Error| format!("truncated or unreadable WebP: {e}");
     let mut header = [0u8; 12];
     reader.read_exact(&mut header).map_err(truncated)?;
@@ -62,13 +87,13 @@ pub(super) fn read_webp<R: Read + Seek>(
         image |= matches!(&chunk[..4], b"VP8 " | b"VP8L" | b"VP8X");
         if &chunk[..4] == b"EXIF" {
             if size > MAX_TEXT_BYTES as u64 {
-                return Err(format!(
-                    "EXIF chunk of {size} bytes, over the {MAX_TEXT_BYTES}-byte limit"
-                ));
+                return Ok(Some(Err(format!(
+                    "{size} bytes, over the {MAX_TEXT_BYTES}-byte limit for metadata"
+                ))));
             }
             let mut data = vec![0u8; size as usize];
             reader.read_exact(&mut data).map_err(truncated)?;
-            return from_tiff(data, "WebP EXIF");
+            return Ok(Some(Ok(data)));
         }
         let padded = size + (size & 1);
         reader.seek_relative(padded as i64).map_err(truncated)?;
@@ -80,19 +105,25 @@ pub(super) fn read_webp<R: Read + Seek>(
     }
 }
 
-/// The prompt in a raw EXIF block (TIFF header first, an `Exif\0\0` prefix tolerated).
+/// The prompt in a raw EXIF block (TIFF header first, an `Exif\0\0` prefix tolerated);
+/// problems are noted in `scan`.
 pub(super) fn from_tiff(
     mut data: Vec<u8>,
     container: &str,
-) -> Result<Option<EmbeddedPrompt>, Detail> {
+    scan: &mut Scan,
+) -> Option<EmbeddedPrompt> {
     if data.starts_with(b"Exif\0\0") {
         data.drain(..6);
     }
     let exif = match Reader::new().continue_on_error(true).read_raw(data) {
         Ok(exif) => exif,
-        Err(e) => e
-            .distill_partial_result(|_| {})
-            .map_err(|e| format!("corrupt {container}: {e}"))?,
+        Err(e) => match e.distill_partial_result(|_| {}) {
+            Ok(exif) => exif,
+            Err(e) => {
+                scan.ignored(container, format!("corrupt EXIF: {e}"));
+                return None;
+            }
+        },
     };
     for field in exif.fields() {
         if field.tag.number() != USER_COMMENT {
@@ -104,7 +135,7 @@ pub(super) fn from_tiff(
         let text = decode_user_comment(bytes, exif.little_endian());
         if let Some(mut found) = a1111::parse_a1111_parameters(&text).filter(|f| f.has_text()) {
             found.provenance = Provenance::ExifUserComment;
-            return Ok(Some(found.at(format!("{container} UserComment"))));
+            return Some(found.at(format!("{container} UserComment")));
         }
     }
     for field in exif.fields() {
@@ -117,18 +148,21 @@ pub(super) fn from_tiff(
         for value in values {
             let text = latin1_or_utf8(value);
             let at = format!("{container} {}", field.tag);
-            if let Some(json) = text.strip_prefix("prompt:") {
-                if let Some(found) = comfy::parse_prompt_graph(json)? {
-                    return Ok(Some(found.at(at)));
-                }
+            let parsed = if let Some(json) = text.strip_prefix("prompt:") {
+                comfy::parse_prompt_graph(json, scan)
             } else if let Some(json) = text.strip_prefix("workflow:") {
-                if let Some(found) = comfy_ui::parse_workflow(json)? {
-                    return Ok(Some(found.at(at)));
-                }
+                comfy_ui::parse_workflow(json, scan)
+            } else {
+                continue;
+            };
+            match parsed {
+                Ok(Some(found)) => return Some(found.at(at)),
+                Ok(None) => {}
+                Err(detail) => scan.ignored(at, detail),
             }
         }
     }
-    Ok(None)
+    None
 }
 
 /// The text of a `UserComment` value: character-code prefix, then the text.

@@ -20,14 +20,21 @@
 //! text, or Fooocus JSON), `invokeai_metadata`, `sd-metadata`, `Dream`, `prompt` (ComfyUI graph,
 //! or plain text), NovelAI's `Description`/`Comment`, ComfyUI's `workflow`, then `eXIf`.
 //!
-//! Every problem with a file (truncated, bad CRC or zlib data, text over
-//! [`MAX_TEXT_BYTES`], not an image at all) is an [`Error::Input`] naming the file.
+//! - `cap`: holds a prompt to [`MAX_PROMPT_BYTES`](crate::ingest::MAX_PROMPT_BYTES), the limit corpus import uses too.
+//!
+//! Metadata trouble never loses the image: [`read_metadata`] skips a chunk that is truncated,
+//! has a bad CRC or zlib data, holds text over [`MAX_TEXT_BYTES`] or JSON that does not parse,
+//! cuts a prompt over [`MAX_PROMPT_BYTES`](crate::ingest::MAX_PROMPT_BYTES), and reports each as a [`MetadataWarning`] naming
+//! the file and the chunk. ComfyUI graphs are walked with a visited set and a step budget of
+//! [`MAX_GRAPH_STEPS`] per file. [`read_embedded_prompt`] is the strict form: the first
+//! unreadable piece is an [`Error::Input`].
 
 mod a1111;
 mod comfy;
 mod comfy_ui;
 mod exif_data;
 mod generic;
+mod cap;
 mod invoke;
 mod novelai;
 mod png;
@@ -35,7 +42,7 @@ mod sidecar;
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -126,17 +133,183 @@ impl EmbeddedPrompt {
     }
 }
 
-/// Reads the prompt embedded in the image at `path`, or else in its sidecar text file.
+/// How reading a file's metadata went: the prompt found, if any, and every problem met on the
+/// way. A problem never stops the reading: the chunk (or EXIF block, or sidecar) at fault is
+/// ignored, or an over-long prompt cut, and the rest is read.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Metadata {
+    /// The prompt, [`MAX_PROMPT_BYTES`](crate::ingest::MAX_PROMPT_BYTES) at most.
+    pub prompt: Option<EmbeddedPrompt>,
+    /// What was wrong, in the order met.
+    pub warnings: Vec<MetadataWarning>,
+}
+
+/// A problem with one piece of a file's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MetadataWarning {
+    /// The file.
+    pub path: PathBuf,
+    /// The piece at fault: `tEXt "workflow"`, `WebP EXIF`, the sidecar's name; empty when
+    /// the file as a whole could not be read as a PNG, JPEG or WebP.
+    pub location: String,
+    /// What is wrong with it.
+    pub detail: String,
+    /// What became of it.
+    pub effect: Effect,
+}
+
+/// What a metadata problem did to the prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Effect {
+    /// The piece could not be read and was skipped.
+    Ignored,
+    /// The prompt was read but cut to [`MAX_PROMPT_BYTES`](crate::ingest::MAX_PROMPT_BYTES) (or over-long settings dropped).
+    Cut,
+}
+
+impl std::fmt::Display for MetadataWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: ", self.path.display())?;
+        if !self.location.is_empty() {
+            write!(f, "{}: ", self.location)?;
+        }
+        write!(f, "{}", self.detail)
+    }
+}
+
+/// A warning before the file's path is known.
+pub(super) struct Trouble {
+    location: String,
+    detail: String,
+    effect: Effect,
+}
+
+/// What one file's reading carries along: its troubles, and the work it may still do.
+pub(super) struct Scan {
+    troubles: Vec<Trouble>,
+    steps_left: usize,
+}
+
+/// Steps (graph nodes visited, links followed) allowed for the whole metadata of one file.
+/// A real ComfyUI graph needs a few thousand at most.
+pub const MAX_GRAPH_STEPS: usize = 200_000;
+
+impl Scan {
+    fn new() -> Self {
+        Scan {
+            troubles: Vec::new(),
+            steps_left: MAX_GRAPH_STEPS,
+        }
+    }
+
+    /// Notes that `location` was skipped because of `detail`.
+    pub(super) fn ignored(&mut self, location: impl Into<String>, detail: impl Into<String>) {
+        self.troubles.push(Trouble {
+            location: location.into(),
+            detail: detail.into(),
+            effect: Effect::Ignored,
+        });
+    }
+
+    fn cut(&mut self, location: &str, detail: String) {
+        self.troubles.push(Trouble {
+            location: location.to_string(),
+            detail,
+            effect: Effect::Cut,
+        });
+    }
+
+    /// Spends one step of the file's budget; `false` once it is spent.
+    pub(super) fn step(&mut self) -> bool {
+        match self.steps_left.checked_sub(1) {
+            Some(left) => {
+                self.steps_left = left;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the budget is spent.
+    pub(super) fn exhausted(&self) -> bool {
+        self.steps_left == 0
+    }
+
+    fn finish(self, path: &Path, prompt: Option<EmbeddedPrompt>) -> Metadata {
+        let warnings = self
+            .troubles
+            .into_iter()
+            .map(|t| MetadataWarning {
+                path: path.to_path_buf(),
+                location: t.location,
+                detail: t.detail,
+                effect: t.effect,
+            })
+            .collect();
+        Metadata { prompt, warnings }
+    }
+}
+
+/// Reads the prompt embedded in the image at `path`, or else in its sidecar text file, with
+/// every problem met as a warning.
 ///
 /// The format is found from the content: PNG (text chunks and `eXIf`), JPEG and WebP (EXIF).
-/// Embedded metadata wins over a sidecar. `Ok(None)`: a readable image with no prompt and no
-/// sidecar. Errors: the file cannot be opened ([`Error::Io`]); it is not a PNG, JPEG or WebP,
-/// is truncated, or its metadata is corrupt or over [`MAX_TEXT_BYTES`] ([`Error::Input`]).
-pub fn read_embedded_prompt(path: &Path) -> Result<Option<EmbeddedPrompt>> {
-    if let Some(found) = read_image(path)? {
-        return Ok(Some(found));
+/// Embedded metadata wins over a sidecar. A chunk that is corrupt, over [`MAX_TEXT_BYTES`] or
+/// not the JSON it should be is skipped with a warning naming it; a prompt over
+/// [`MAX_PROMPT_BYTES`](crate::ingest::MAX_PROMPT_BYTES) is cut at a character boundary with a warning. A file that is not a
+/// PNG, JPEG or WebP gives a warning too (deciding whether it is an image is the pixel
+/// decoder's job). The only error: the file cannot be opened ([`Error::Io`]).
+pub fn read_metadata(path: &Path) -> Result<Metadata> {
+    let mut scan = Scan::new();
+    let mut prompt = read_image(path, &mut scan)?;
+    if prompt.is_none() {
+        prompt = sidecar::read_sidecar(path, &mut scan);
     }
-    sidecar::read_sidecar(path)
+    let prompt = prompt.map(|found| cap::cap(found, &mut scan));
+    Ok(scan.finish(path, prompt))
+}
+
+/// [`read_metadata`] for an image held in memory (an upload), without the sidecar; `name`
+/// names it in the warnings. Never fails.
+pub fn read_metadata_bytes(name: &str, bytes: &[u8]) -> Metadata {
+    let path = Path::new(name);
+    let mut scan = Scan::new();
+    let len = bytes.len() as u64;
+    let prompt = read_from(&mut std::io::Cursor::new(bytes), len, &mut scan)
+        .map(|found| cap::cap(found, &mut scan));
+    scan.finish(path, prompt)
+}
+
+/// Reads the prompt embedded in the image at `path`, or else in its sidecar, strictly: any
+/// metadata problem that made a piece unreadable is an error, for checking files.
+///
+/// `Ok(None)`: a readable image with no prompt and no sidecar. Errors: the file cannot be
+/// opened ([`Error::Io`]); it is not a PNG, JPEG or WebP, is truncated, or its metadata is
+/// corrupt or over [`MAX_TEXT_BYTES`] ([`Error::Input`] naming the file and the chunk). An
+/// over-long prompt is cut, as by [`read_metadata`].
+pub fn read_embedded_prompt(path: &Path) -> Result<Option<EmbeddedPrompt>> {
+    strict(read_metadata(path)?)
+}
+
+/// [`read_embedded_prompt`] for an image held in memory, without the sidecar; `name` names
+/// it in errors.
+pub fn read_embedded_prompt_bytes(name: &str, bytes: &[u8]) -> Result<Option<EmbeddedPrompt>> {
+    strict(read_metadata_bytes(name, bytes))
+}
+
+/// The prompt, or the first problem that made a piece unreadable as an [`Error::Input`].
+fn strict(read: Metadata) -> Result<Option<EmbeddedPrompt>> {
+    match read.warnings.into_iter().find(|w| w.effect == Effect::Ignored) {
+        Some(w) => {
+            let detail = match w.location.is_empty() {
+                true => w.detail,
+                false => format!("{}: {}", w.location, w.detail),
+            };
+            Err(Error::input(w.path, detail))
+        }
+        None => Ok(read.prompt),
+    }
 }
 
 /// What the first bytes of a file say it is.
@@ -146,44 +319,45 @@ enum Kind {
     Webp,
 }
 
-/// Reads the prompt embedded in an image held in memory (an upload); `name` names it in
-/// errors. Like [`read_embedded_prompt`] without the sidecar: `Ok(None)` is an image with no
-/// prompt; a non-image, a truncated file or corrupt metadata is an [`Error::Input`].
-pub fn read_embedded_prompt_bytes(name: &str, bytes: &[u8]) -> Result<Option<EmbeddedPrompt>> {
-    let path = Path::new(name);
-    read_from(path, &mut std::io::Cursor::new(bytes), bytes.len() as u64)
-}
-
-fn read_image(path: &Path) -> Result<Option<EmbeddedPrompt>> {
+fn read_image(path: &Path, scan: &mut Scan) -> Result<Option<EmbeddedPrompt>> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let meta = file.metadata().map_err(|e| Error::io(path, e))?;
     if meta.is_dir() {
-        return Err(Error::input(path, "is a directory, not an image"));
+        scan.ignored("", "is a directory, not an image");
+        return Ok(None);
     }
     let mut reader = BufReader::with_capacity(1 << 16, file);
-    read_from(path, &mut reader, meta.len())
+    Ok(read_from(&mut reader, meta.len(), scan))
 }
 
-/// Sniffs the format of the `len` bytes in `reader` and reads their prompt; `path` names them.
+/// Sniffs the format of the `len` bytes in `reader` and reads their prompt.
 fn read_from<R: std::io::BufRead + Seek>(
-    path: &Path,
     reader: &mut R,
     len: u64,
-) -> Result<Option<EmbeddedPrompt>> {
+    scan: &mut Scan,
+) -> Option<EmbeddedPrompt> {
     let mut head = Vec::with_capacity(12);
-    (&mut *reader)
+    let sniffed = (&mut *reader)
         .take(12)
         .read_to_end(&mut head)
-        .map_err(|e| Error::io(path, e))?;
-    let kind = sniff(&head).map_err(|detail| Error::input(path, detail))?;
-    // The sniffed bytes are part of the format: start again from the top.
-    reader.rewind().map_err(|e| Error::io(path, e))?;
-    let found = match kind {
-        Kind::Png => png::read_png(reader, len).and_then(|chunks| chunks.into_prompt()),
-        Kind::Jpeg => exif_data::read_jpeg(reader),
-        Kind::Webp => exif_data::read_webp(reader, len),
-    };
-    found.map_err(|detail| Error::input(path, detail))
+        .map_err(|e| format!("cannot read: {e}"))
+        .and_then(|_| sniff(&head))
+        // The sniffed bytes are part of the format: start again from the top.
+        .and_then(|kind| {
+            reader
+                .rewind()
+                .map_err(|e| format!("cannot read: {e}"))
+                .map(|_| kind)
+        });
+    match sniffed {
+        Ok(Kind::Png) => png::read_png(reader, len, scan).into_prompt(scan),
+        Ok(Kind::Jpeg) => exif_data::read_jpeg(reader, scan),
+        Ok(Kind::Webp) => exif_data::read_webp(reader, len, scan),
+        Err(detail) => {
+            scan.ignored("", detail);
+            None
+        }
+    }
 }
 
 fn sniff(head: &[u8]) -> std::result::Result<Kind, String> {

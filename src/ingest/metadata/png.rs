@@ -3,7 +3,8 @@
 //!
 //! The chunk list is walked from the signature to `IEND`; `IDAT` (and any other chunk too big
 //! to be metadata) is skipped with a seek, every other chunk is read and its CRC checked. Text
-//! chunks are refused over [`MAX_TEXT_BYTES`], compressed or not. `tEXt`/`zTXt` are Latin-1 by
+//! chunks over [`MAX_TEXT_BYTES`], compressed or not, with a bad CRC or undecodable, are
+//! skipped with a warning; a chunk list that breaks off ends the walk with one. `tEXt`/`zTXt` are Latin-1 by
 //! the specification, but several generators (stable-diffusion.cpp among them) write UTF-8
 //! there: text that is valid UTF-8 is taken as UTF-8, anything else as Latin-1, so these
 //! chunks never fail on encoding. `iTXt` is UTF-8 by definition and invalid UTF-8 is an error.
@@ -13,7 +14,7 @@ use std::io::{BufRead, Read, Seek};
 use flate2::read::ZlibDecoder;
 
 use super::{a1111, comfy, comfy_ui, exif_data, generic, invoke, novelai};
-use super::{EmbeddedPrompt, MAX_TEXT_BYTES};
+use super::{EmbeddedPrompt, Scan, MAX_TEXT_BYTES};
 
 /// The eight bytes every PNG starts with.
 pub(super) const SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1A, b'\n'];
@@ -40,20 +41,36 @@ type Detail = String;
 /// A parser of one chunk's text.
 type Parser = fn(&str) -> Result<Option<EmbeddedPrompt>, Detail>;
 
-/// Walks the chunks of a PNG of `file_len` bytes, `reader` positioned at its start.
+/// Walks the chunks of a PNG of `file_len` bytes, `reader` positioned at its start. A chunk
+/// that cannot be read is noted in `scan` and skipped; a broken chunk list ends the walk with
+/// a note, keeping what was read before it.
 pub(super) fn read_png<R: BufRead + Seek>(
     reader: &mut R,
     file_len: u64,
-) -> Result<PngMetadata, Detail> {
+    scan: &mut Scan,
+) -> PngMetadata {
+    let mut meta = PngMetadata {
+        texts: Vec::new(),
+        exif: None,
+    };
+    if let Err(detail) = walk(reader, file_len, &mut meta, scan) {
+        scan.ignored("", detail);
+    }
+    meta
+}
+
+/// The walk itself; an `Err` is a chunk list that cannot be followed further.
+fn walk<R: BufRead + Seek>(
+    reader: &mut R,
+    file_len: u64,
+    meta: &mut PngMetadata,
+    scan: &mut Scan,
+) -> Result<(), Detail> {
     let mut signature = [0u8; 8];
     read_exact(reader, &mut signature, "signature")?;
     if signature != SIGNATURE {
         return Err("not a PNG: bad signature".into());
     }
-    let mut meta = PngMetadata {
-        texts: Vec::new(),
-        exif: None,
-    };
     let mut total_text = 0usize;
     let mut pos = SIGNATURE.len() as u64;
     loop {
@@ -86,14 +103,20 @@ pub(super) fn read_png<R: BufRead + Seek>(
         }
         let is_text = matches!(&kind, b"tEXt" | b"zTXt" | b"iTXt" | b"eXIf");
         let len = len as usize;
-        if is_text && len > MAX_TEXT_BYTES {
-            return Err(format!(
-                "{name} chunk at byte {pos} holds {len} bytes, over the {MAX_TEXT_BYTES}-byte limit for metadata"
-            ));
-        }
         if &kind == b"IDAT" || len > MAX_TEXT_BYTES {
+            let mut skipped = 0;
+            if is_text {
+                // Only the keyword is read, to say which chunk is skipped.
+                let mut head = vec![0u8; len.min(80)];
+                read_exact(reader, &mut head, &name)?;
+                skipped = head.len();
+                scan.ignored(
+                    chunk_name(&kind, &head, pos),
+                    format!("{len} bytes, over the {MAX_TEXT_BYTES}-byte limit for metadata"),
+                );
+            }
             reader
-                .seek_relative(len as i64 + 4)
+                .seek_relative((len - skipped) as i64 + 4)
                 .map_err(|e| format!("cannot skip {name} chunk at byte {pos}: {e}"))?;
             pos = end;
             continue;
@@ -102,29 +125,43 @@ pub(super) fn read_png<R: BufRead + Seek>(
         read_exact(reader, &mut data, &name)?;
         let mut crc = [0u8; 4];
         read_exact(reader, &mut crc, &name)?;
+        let at = pos;
+        pos = end;
         let mut hasher = flate2::Crc::new();
         hasher.update(&kind);
         hasher.update(&data);
         if hasher.sum() != u32::from_be_bytes(crc) {
-            return Err(format!("corrupt {name} chunk at byte {pos}: CRC mismatch"));
+            scan.ignored(chunk_name(&kind, &data, at), "CRC mismatch");
+            continue;
         }
         match &kind {
-            b"IEND" => return Ok(meta),
+            b"IEND" => return Ok(()),
             b"eXIf" => meta.exif = Some(data),
-            b"tEXt" | b"zTXt" | b"iTXt" => {
-                let chunk = decode_text(&kind, &data)
-                    .map_err(|e| format!("{name} chunk at byte {pos}: {e}"))?;
-                total_text += chunk.text.len();
-                if total_text > MAX_TOTAL_TEXT {
-                    return Err(format!(
-                        "text chunks hold over {MAX_TOTAL_TEXT} bytes in all"
-                    ));
+            b"tEXt" | b"zTXt" | b"iTXt" => match decode_text(&kind, &data) {
+                Err(e) => scan.ignored(chunk_name(&kind, &data, at), e),
+                Ok(chunk) if total_text + chunk.text.len() > MAX_TOTAL_TEXT => scan.ignored(
+                    format!("{} {:?}", chunk.kind, chunk.keyword),
+                    format!("text chunks hold over {MAX_TOTAL_TEXT} bytes in all"),
+                ),
+                Ok(chunk) => {
+                    total_text += chunk.text.len();
+                    meta.texts.push(chunk);
                 }
-                meta.texts.push(chunk);
-            }
+            },
             _ => {}
         }
-        pos = end;
+    }
+}
+
+/// How a chunk is named in a warning: its type and keyword when it has one, else its type and
+/// where it starts.
+fn chunk_name(kind: &[u8; 4], data: &[u8], pos: u64) -> String {
+    let name = String::from_utf8_lossy(kind);
+    match split_nul(data) {
+        Some((keyword, _)) if (1..=79).contains(&keyword.len()) && kind != b"eXIf" => {
+            format!("{name} {:?}", latin1(keyword))
+        }
+        _ => format!("{name} chunk at byte {pos}"),
     }
 }
 
@@ -224,22 +261,41 @@ impl PngMetadata {
         self.get(keyword).map(|c| c.text.as_str())
     }
 
-    /// The prompt, trying each convention from the most to the least specific.
-    pub(super) fn into_prompt(self) -> Result<Option<EmbeddedPrompt>, Detail> {
-        let at = |keyword: &str| {
-            self.get(keyword).map_or_else(
-                || format!("{keyword:?}"),
-                |chunk| format!("{} {:?}", chunk.kind, chunk.keyword),
-            )
-        };
+    /// Where a chunk is, for the prompt's location and for warnings: `tEXt "parameters"`.
+    fn location(&self, keyword: &str) -> String {
+        self.get(keyword).map_or_else(
+            || format!("{keyword:?}"),
+            |chunk| format!("{} {:?}", chunk.kind, chunk.keyword),
+        )
+    }
+
+    /// The prompt parsed from chunk `keyword`; a parse failure is noted in `scan`.
+    fn attempt(
+        &self,
+        scan: &mut Scan,
+        keyword: &str,
+        parsed: Result<Option<EmbeddedPrompt>, Detail>,
+    ) -> Option<EmbeddedPrompt> {
+        match parsed {
+            Ok(found) => found.map(|f| f.at(self.location(keyword))),
+            Err(detail) => {
+                scan.ignored(self.location(keyword), detail);
+                None
+            }
+        }
+    }
+
+    /// The prompt, trying each convention from the most to the least specific. A chunk whose
+    /// content does not parse is noted in `scan` and the next convention is tried.
+    pub(super) fn into_prompt(self, scan: &mut Scan) -> Option<EmbeddedPrompt> {
         if let Some(text) = self.text("parameters") {
-            let found = if generic::looks_like_json(text) {
-                generic::parse_json_parameters(text)?
+            let parsed = if generic::looks_like_json(text) {
+                generic::parse_json_parameters(text)
             } else {
-                a1111::parse_a1111_parameters(text)
+                Ok(a1111::parse_a1111_parameters(text))
             };
-            if let Some(found) = found {
-                return Ok(Some(found.at(at("parameters"))));
+            if let Some(found) = self.attempt(scan, "parameters", parsed) {
+                return Some(found);
             }
         }
         let formats: [(&str, Parser); 3] = [
@@ -249,43 +305,41 @@ impl PngMetadata {
         ];
         for (keyword, parse) in formats {
             if let Some(text) = self.text(keyword) {
-                if let Some(found) = parse(text)? {
-                    return Ok(Some(found.at(at(keyword))));
+                if let Some(found) = self.attempt(scan, keyword, parse(text)) {
+                    return Some(found);
                 }
             }
         }
         if let Some(text) = self.text("prompt") {
-            let found = if generic::looks_like_json(text) {
-                comfy::parse_prompt_graph(text)?
+            let parsed = if generic::looks_like_json(text) {
+                comfy::parse_prompt_graph(text, scan)
             } else {
-                generic::parse_plain_prompt(text, |k| self.text(k))
+                Ok(generic::parse_plain_prompt(text, |k| self.text(k)))
             };
-            if let Some(found) = found {
-                return Ok(Some(found.at(at("prompt"))));
+            if let Some(found) = self.attempt(scan, "prompt", parsed) {
+                return Some(found);
             }
         }
-        let (description, comment) = (self.text("Description"), self.text("Comment"));
-        if let Some(found) = novelai::parse_novelai(
-            description,
-            comment,
+        let parsed = novelai::parse_novelai(
+            self.text("Description"),
+            self.text("Comment"),
             self.text("Software"),
             self.text("Source"),
-        )? {
-            let key = if self.get("Description").is_some() {
-                "Description"
-            } else {
-                "Comment"
-            };
-            return Ok(Some(found.at(at(key))));
+        );
+        let key = match self.get("Description") {
+            Some(_) => "Description",
+            None => "Comment",
+        };
+        if let Some(found) = self.attempt(scan, key, parsed) {
+            return Some(found);
         }
         if let Some(text) = self.text("workflow") {
-            if let Some(found) = comfy_ui::parse_workflow(text)? {
-                return Ok(Some(found.at(at("workflow"))));
+            let parsed = comfy_ui::parse_workflow(text, scan);
+            if let Some(found) = self.attempt(scan, "workflow", parsed) {
+                return Some(found);
             }
         }
-        match self.exif {
-            Some(exif) => exif_data::from_tiff(exif, "PNG eXIf"),
-            None => Ok(None),
-        }
+        let exif = self.exif?;
+        exif_data::from_tiff(exif, "PNG eXIf", scan)
     }
 }
