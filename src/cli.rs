@@ -305,9 +305,36 @@ struct SearchArgs {
 /// Largest `-k` accepted.
 const MAX_K: usize = 1000;
 
+impl Command {
+    /// The index directory the command works on, if it takes one.
+    fn index_dir(&self) -> Option<&Path> {
+        match self {
+            Command::Import(a) => Some(&a.index),
+            Command::Index(a) => Some(&a.index),
+            Command::Search(a) => Some(&a.index),
+            Command::Generate(a) => Some(&a.flags.index),
+            Command::Eval(a) => Some(&a.flags.index),
+            Command::Serve(a) => Some(&a.flags.index),
+            Command::Report(a) => a.index.as_deref(),
+            Command::Models(_) | Command::Embed(_) => None,
+        }
+    }
+}
+
+/// Fails (once, plainly) when the index path exists but is not a directory.
+fn check_index_dir(dir: &Path) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if !meta.is_dir() => bail!("index {}: not a directory", dir.display()),
+        _ => Ok(()),
+    }
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     let models_root = cli.models.unwrap_or_else(models::models_root);
+    if let Some(dir) = cli.command.index_dir() {
+        check_index_dir(dir)?;
+    }
     match cli.command {
         Command::Models(ModelsCommand::Fetch { names }) => fetch(&models_root, &names),
         Command::Models(ModelsCommand::List) => list(&models_root),
@@ -352,7 +379,7 @@ fn fetch(root: &Path, names: &[String]) -> Result<()> {
     };
     for spec in specs {
         let dir = models::fetch_model(root, spec, &mut |line| eprintln!("{line}"))?;
-        println!("{}\t{}", spec.name, dir.display());
+        writeln!(std::io::stdout(), "{}\t{}", spec.name, dir.display())?;
     }
     Ok(())
 }
@@ -551,20 +578,33 @@ fn import(root: &Path, args: ImportArgs) -> Result<()> {
         bail!("--chunk must be at least 1");
     }
     let model = load_minilm(root, EmbedConfig::default())?;
+    let existed = args.index.exists();
     let writer = IndexWriter::open(&args.index, &text_manifest(&model))?;
+    let result = import_all(&writer, &model, &args);
+    // A first import that stored nothing leaves no index folder behind.
+    if result.is_err() && !existed && writer.catalog().is_empty() {
+        drop(writer);
+        let _ = std::fs::remove_dir_all(&args.index);
+    }
+    result
+}
+
+fn import_all(writer: &IndexWriter, model: &MiniLm, args: &ImportArgs) -> Result<()> {
     let config = ImportConfig {
         chunk: args.chunk,
         ..ImportConfig::default()
     };
+    let mut out = std::io::stdout().lock();
     for corpus in &args.corpora {
         let bar = Bar::new(&corpus.file_name().unwrap_or_default().to_string_lossy());
-        let result = import_corpus(&writer, &model, corpus, &config, &bar);
+        let result = import_corpus(writer, model, corpus, &config, &bar);
         bar.bar.finish_and_clear();
         let report = result?;
         if args.json {
-            println!("{}", serde_json::to_string(&report)?);
+            writeln!(out, "{}", serde_json::to_string(&report)?)?;
         } else {
-            println!(
+            writeln!(
+                out,
                 "{}: {} rows, {} new, {} duplicates, {} skipped; {} records in {}; {:.1} s ({:.0} new prompts/s)",
                 corpus.display(),
                 report.rows,
@@ -575,7 +615,7 @@ fn import(root: &Path, args: ImportArgs) -> Result<()> {
                 args.index.display(),
                 report.seconds,
                 report.added as f64 / report.seconds.max(1e-9)
-            );
+            )?;
         }
     }
     Ok(())
@@ -634,11 +674,16 @@ fn index_folder(root: &Path, args: IndexArgs) -> Result<()> {
     let (encoder, model) = load_image_encoder(root, &args.model, args.model_dir.as_deref())?;
     let mut writer = IndexWriter::open(&args.index, &text_manifest(&text))?;
     let mut labels = HashMap::new();
+    // Label rows whose file does not exist match no file (the report lists them).
+    let mut missing = Vec::new();
     if let Some(csv) = &args.prompts {
         for label in read_labels(csv)? {
-            let path = std::fs::canonicalize(&label.image)
-                .with_context(|| format!("{}: {}", csv.display(), label.image.display()))?;
-            labels.insert(path, label.prompt);
+            match std::fs::canonicalize(&label.image) {
+                Ok(path) => {
+                    labels.insert(path, label.prompt);
+                }
+                Err(_) => missing.push(label.image.display().to_string()),
+            }
         }
     }
     let config = ImageIndexConfig {
@@ -660,25 +705,41 @@ fn index_folder(root: &Path, args: IndexArgs) -> Result<()> {
         &bar,
     );
     bar.bar.finish_and_clear();
-    let report = result?;
+    let mut report = result?;
+    report.labels_unmatched.extend(missing);
+    report.labels_unmatched.sort();
+    let mut out = std::io::stdout().lock();
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        println!(
-            "{}: {} images ({} new, {} changed, {} unchanged, {} vanished, {} with a prompt), \
-             {} other files skipped, {} errors; {:.1} s ({:.1} images/s)",
-            args.folder.display(),
-            report.found,
-            report.added,
-            report.changed,
-            report.unchanged,
-            report.vanished,
-            report.with_prompt,
-            report.skipped_other,
-            report.errors.len(),
-            report.seconds,
-            (report.added + report.changed) as f64 / report.seconds.max(1e-9)
-        );
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{}: {} images ({} new, {} changed, {} unchanged, {} vanished, {} with a prompt), \
+         {} other files skipped, {} errors; {:.1} s ({:.1} images/s)",
+        args.folder.display(),
+        report.found,
+        report.added,
+        report.changed,
+        report.unchanged,
+        report.vanished,
+        report.with_prompt,
+        report.skipped_other,
+        report.errors.len(),
+        report.seconds,
+        (report.added + report.changed) as f64 / report.seconds.max(1e-9)
+    )?;
+    if args.prompts.is_some() {
+        writeln!(
+            out,
+            "labels: {} applied, {} matching no image file under {}",
+            report.labels_applied,
+            report.labels_unmatched.len(),
+            args.folder.display()
+        )?;
+        for path in &report.labels_unmatched {
+            writeln!(out, "  no such image: {path}")?;
+        }
     }
     Ok(())
 }
@@ -854,12 +915,16 @@ fn generate(root: &Path, args: GenerateArgs) -> Result<()> {
                 if !args.json {
                     print_generated(&mut std::io::stdout().lock(), path, &generated)?;
                 }
-                results.push(serde_json::json!({"image": path, "result": generated}));
+                results.push(
+                    serde_json::json!({"image": path.to_string_lossy(), "result": generated}),
+                );
             }
             Err(e) => {
                 failed += 1;
                 eprintln!("error: {e}");
-                results.push(serde_json::json!({"image": path, "error": e.to_string()}));
+                results.push(
+                    serde_json::json!({"image": path.to_string_lossy(), "error": e.to_string()}),
+                );
             }
         }
     }
@@ -988,13 +1053,14 @@ fn report(args: ReportArgs) -> Result<()> {
     for note in &written.notes {
         eprintln!("note: {note}");
     }
-    println!(
+    writeln!(
+        std::io::stdout(),
         "wrote {} ({} plots, {} of {} thumbnails)",
         written.page.display(),
         written.plots.len(),
         written.thumbnails,
         eval.per_image.len()
-    );
+    )?;
     Ok(())
 }
 

@@ -40,6 +40,10 @@ pub enum Error {
     /// A bad argument from the caller.
     #[error("{0}")]
     Invalid(String),
+    /// A fault of promptdex itself (an operation that should not fail did: a resize, an
+    /// encoder that returned nothing, an aborted transaction): not the caller's doing.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// Tensor computation failed.
     #[error("tensor error: {0}")]
     Candle(#[from] candle_core::Error),

@@ -5,11 +5,16 @@
 //! new, their embedded prompt is extracted, the pixels decoded under limits, and a batch is
 //! embedded (image encoder, and MiniLM for the prompts) and committed in one transaction. A
 //! changed file gets a new record and the old one is withdrawn; a vanished file is marked
-//! missing and withdrawn. Per-file problems are reported with the path and the run goes on.
+//! missing and withdrawn (only files under the walked folder, compared path component by
+//! component, and never under a folder the walk could not read). Labels from an
+//! `image,prompt` CSV also attach to files already indexed: such a record is replaced by one
+//! with the label as its prompt, its image vector copied (only the label is embedded). The
+//! image model is recorded in the manifest with the first image committed. Per-file problems
+//! are reported with the path and the run goes on.
 //! With a text-aligned encoder (CLIP), every prompt not yet in its space is then embedded by
 //! its text tower ([`super::align_prompts`]), for cross-modal search.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -21,7 +26,9 @@ use serde::Serialize;
 use crate::ingest::{read_metadata, walk_images, EmbeddedPrompt, ImageFile, Provenance};
 use crate::models::image::ImageEncoder;
 use crate::models::TextEmbedder;
-use crate::store::{path_key, ImageModel, ImageRecord, IndexWriter, NewImage, Record};
+use crate::store::{
+    path_from_key, path_key, Catalog, ImageModel, ImageRecord, IndexWriter, NewImage, Record,
+};
 use crate::{Error, Result};
 
 /// How an image indexing run behaves.
@@ -73,6 +80,11 @@ pub struct ImageIndexReport {
     pub vanished: usize,
     /// New or changed images that carried a prompt.
     pub with_prompt: usize,
+    /// Labels (from [`ImageIndexConfig::labels`]) that set or replaced the prompt of a new,
+    /// changed or already indexed image.
+    pub labels_applied: usize,
+    /// Labels that name no image file found under the folder.
+    pub labels_unmatched: Vec<String>,
     /// Prompts (of any record) newly embedded into a text-aligned encoder's space.
     pub prompts_aligned: usize,
     /// Files that could not be indexed, with why.
@@ -205,49 +217,30 @@ pub fn index_images(
     }
     // Absolute paths: the same folder given two ways is the same images.
     let root = &root.canonicalize().map_err(|e| Error::io(root, e))?;
-    writer.set_image_model(model)?;
+    // Images already embedded by another model cannot be mixed with these; the model itself
+    // is recorded with the first image committed, so an empty run pins nothing.
+    if writer.catalog().has_images()? {
+        writer.manifest().check_image_model(writer.dir(), model)?;
+    }
     let mut report = ImageIndexReport::default();
     let walk = walk_images(root);
     report.found = walk.images.len();
     report.skipped_other = walk.skipped;
+    let mut unreadable = Vec::new();
     for (path, why) in walk.errors {
         progress.message(&format!("{}: {why}", path.display()));
         report.errors.push((path.display().to_string(), why));
-    }
-    let catalog = writer.catalog();
-
-    // Which files need work, and which indexed files under this root are gone.
-    let mut todo = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for file in walk.images {
-        let key = path_key(&file.path);
-        seen.insert(key.clone());
-        match catalog.image_by_path(&key)? {
-            Some((_, r)) if r.size == file.size && r.mtime_ns == file.mtime_ns && !r.missing => {
-                report.unchanged += 1;
-            }
-            old => todo.push((file, old)),
-        }
-    }
-    let root_key = path_key(root);
-    let mut gone = Vec::new();
-    for item in catalog.image_paths() {
-        let (key, id) = item?;
-        if key.starts_with(&root_key) && !seen.contains(&key) {
-            gone.push((key, id));
-        }
-    }
-    for (key, id) in gone {
-        if let Some(Record::Image(mut record)) = catalog.get(id)? {
-            record.missing = true;
-            catalog.update_image(id, &record, &key)?;
-            report.vanished += 1;
-        }
+        unreadable.push(path);
     }
 
-    progress.start(todo.len());
+    let plan = plan_files(writer.catalog(), walk.images, config, &mut report)?;
+    report.vanished = withdraw_vanished(writer.catalog(), root, &plan.seen, &unreadable)?;
+    let mut refresh = plan.refresh;
+    let mut matched = plan.matched;
+
+    progress.start(plan.todo.len());
     let mut done = 0;
-    for chunk in todo.chunks(config.batch.max(1)) {
+    for chunk in plan.todo.chunks(config.batch.max(1)) {
         let prepared: Vec<(PathBuf, Result<Prepared>)> = chunk
             .par_iter()
             .map(|(file, old)| {
@@ -272,8 +265,12 @@ pub fn index_images(
                     let (id, mut record) = p.replaces.expect("only known files are touched");
                     record.mtime_ns = p.file.mtime_ns;
                     record.size = p.file.size;
-                    catalog.update_image(id, &record, &path_key(&p.file.path))?;
+                    writer
+                        .catalog()
+                        .update_image(id, &record, &path_key(&p.file.path))?;
                     report.unchanged += 1;
+                    let label = label_of(&p.file.path, config, &mut matched);
+                    refresh.extend(Refresh::needed(id, record, &p.file.path, label));
                 }
                 Ok(p) => fresh.push(p),
                 Err(e) => {
@@ -285,11 +282,23 @@ pub fn index_images(
             }
         }
         if !fresh.is_empty() {
-            commit_batch(catalog, encoder, text, fresh, &mut report)?;
+            writer.set_image_model(model)?;
+            commit_batch(writer.catalog(), encoder, text, fresh, &mut report)?;
         }
         done += chunk.len();
         progress.advance(done);
     }
+    for batch in refresh.chunks(config.batch.max(1)) {
+        commit_refresh(writer.catalog(), text, batch, &mut report)?;
+    }
+    report.labels_unmatched = config
+        .labels
+        .keys()
+        .filter(|path| !matched.contains(*path))
+        .map(|path| path.display().to_string())
+        .collect();
+    report.labels_unmatched.sort();
+
     // A text-aligned encoder also puts every prompt not yet in its space there: the images'
     // own and those imported since the last run.
     if let Some(text_side) = encoder.text_embedder() {
@@ -301,8 +310,175 @@ pub fn index_images(
     Ok(report)
 }
 
+/// What a run has to do with the files the walk found.
+struct Plan {
+    /// Files to read (new, or changed since their record), with their current record.
+    todo: Vec<(ImageFile, Option<(u64, ImageRecord)>)>,
+    /// Unchanged files whose record needs rewriting (a new label, a path stored lossily).
+    refresh: Vec<Refresh>,
+    /// Path keys of every file found.
+    seen: HashSet<Vec<u8>>,
+    /// Labels whose file the walk found.
+    matched: HashSet<PathBuf>,
+}
+
+/// Sorts the walked files into unchanged (counted in `report`), to refresh and to read.
+fn plan_files(
+    catalog: &Catalog,
+    files: Vec<ImageFile>,
+    config: &ImageIndexConfig,
+    report: &mut ImageIndexReport,
+) -> Result<Plan> {
+    let mut plan = Plan {
+        todo: Vec::new(),
+        refresh: Vec::new(),
+        seen: HashSet::new(),
+        matched: HashSet::new(),
+    };
+    for file in files {
+        let key = path_key(&file.path);
+        match catalog.image_by_path(&key)? {
+            Some((id, r)) if r.size == file.size && r.mtime_ns == file.mtime_ns && !r.missing => {
+                report.unchanged += 1;
+                let label = label_of(&file.path, config, &mut plan.matched);
+                plan.refresh
+                    .extend(Refresh::needed(id, r, &file.path, label));
+            }
+            old => {
+                // `prepare` reads its label; here it only counts as matching a file.
+                label_of(&file.path, config, &mut plan.matched);
+                plan.todo.push((file, old));
+            }
+        }
+        plan.seen.insert(key);
+    }
+    Ok(plan)
+}
+
+/// The label for the file at `path`, if any (noting that its label matched a file).
+fn label_of<'c>(
+    path: &Path,
+    config: &'c ImageIndexConfig,
+    matched: &mut HashSet<PathBuf>,
+) -> Option<&'c String> {
+    if config.labels.is_empty() {
+        return None;
+    }
+    let canonical = std::fs::canonicalize(path).ok()?;
+    let label = config.labels.get(&canonical)?;
+    matched.insert(canonical);
+    Some(label)
+}
+
+/// Marks missing (and withdraws) the records of files under `root` that the walk did not
+/// find, except those under a path the walk could not read. Returns how many.
+fn withdraw_vanished(
+    catalog: &Catalog,
+    root: &Path,
+    seen: &HashSet<Vec<u8>>,
+    unreadable: &[PathBuf],
+) -> Result<usize> {
+    let mut gone = Vec::new();
+    for item in catalog.image_paths() {
+        let (key, id) = item?;
+        // Components, not bytes: `/data/img2/a.png` is not under `/data/img`.
+        let path = path_from_key(&key);
+        let vanished = path.starts_with(root)
+            && !seen.contains(&key)
+            && !unreadable.iter().any(|dir| path.starts_with(dir));
+        if vanished {
+            gone.push((key, id));
+        }
+    }
+    let mut count = 0;
+    for (key, id) in gone {
+        if let Some(Record::Image(mut record)) = catalog.get(id)? {
+            record.missing = true;
+            catalog.update_image(id, &record, &key)?;
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+/// An unchanged file whose record is rewritten as a new record (the old one withdrawn), with
+/// its image vector copied: to take a label as its prompt, or to store its exact path where
+/// an older record held a lossy one.
+struct Refresh {
+    id: u64,
+    record: ImageRecord,
+    path: PathBuf,
+    label: Option<String>,
+}
+
+impl Refresh {
+    /// The refresh record `id` needs, if any, given the file's `path` and its label.
+    fn needed(id: u64, record: ImageRecord, path: &Path, label: Option<&String>) -> Option<Self> {
+        let label = label
+            .filter(|l| record.prompt.as_ref() != Some(*l))
+            .cloned();
+        (label.is_some() || record.path != path).then(|| Self {
+            id,
+            record,
+            path: path.to_path_buf(),
+            label,
+        })
+    }
+}
+
+/// Commits refreshed records: labels embedded by MiniLM, every other vector copied.
+fn commit_refresh(
+    catalog: &Catalog,
+    text: &dyn TextEmbedder,
+    batch: &[Refresh],
+    report: &mut ImageIndexReport,
+) -> Result<()> {
+    let labels: Vec<&str> = batch.iter().filter_map(|r| r.label.as_deref()).collect();
+    let mut label_vectors = text.embed(&labels)?.into_iter();
+    let mut new = Vec::with_capacity(batch.len());
+    for refresh in batch {
+        let mut record = refresh.record.clone();
+        record.path = refresh.path.clone();
+        let text_vector = match &refresh.label {
+            Some(label) => {
+                record.prompt = Some(label.clone());
+                record.provenance = provenance_name(Provenance::LabelFile);
+                report.labels_applied += 1;
+                label_vectors.next()
+            }
+            None => stored_vector(catalog.text_vectors(refresh.id, refresh.id + 1))?,
+        };
+        let image_vector = stored_vector(catalog.image_vectors(refresh.id, refresh.id + 1))?
+            .ok_or_else(|| {
+                Error::Internal(format!("image record {} has no image vector", refresh.id))
+            })?;
+        new.push(NewImage {
+            path_key: path_key(&refresh.path),
+            record,
+            image_vector,
+            text_vector,
+        });
+    }
+    catalog.insert_images(&new)?;
+    Ok(())
+}
+
+/// The one vector a single-id range of a catalog tree yields, if any.
+fn stored_vector(
+    mut range: impl Iterator<Item = Result<(u64, Vec<f32>)>>,
+) -> Result<Option<Vec<f32>>> {
+    range.next().transpose().map(|v| v.map(|(_, v)| v))
+}
+
+/// How a provenance is named in a record.
+fn provenance_name(provenance: Provenance) -> Option<String> {
+    serde_json::to_value(provenance)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+}
+
 fn commit_batch(
-    catalog: &crate::store::Catalog,
+    catalog: &Catalog,
     encoder: &dyn ImageEncoder,
     text: &dyn TextEmbedder,
     batch: Vec<Prepared>,
@@ -326,15 +502,14 @@ fn commit_batch(
         if p.prompt.is_some() {
             report.with_prompt += 1;
         }
-        let provenance = p.prompt.as_ref().and_then(|e| {
-            serde_json::to_value(e.provenance)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-        });
+        let provenance = p.prompt.as_ref().map(|e| e.provenance);
+        if provenance == Some(Provenance::LabelFile) {
+            report.labels_applied += 1;
+        }
         new.push(NewImage {
             path_key: path_key(&p.file.path),
             record: ImageRecord {
-                path: p.file.path.to_string_lossy().into_owned(),
+                path: p.file.path.clone(),
                 content_hash: p.hash,
                 size: p.file.size,
                 mtime_ns: p.file.mtime_ns,
@@ -343,7 +518,7 @@ fn commit_batch(
                 prompt: p.prompt.as_ref().map(|e| e.prompt.clone()),
                 negative_prompt: p.prompt.as_ref().and_then(|e| e.negative_prompt.clone()),
                 parameters: p.prompt.map(|e| e.parameters).unwrap_or_default(),
-                provenance,
+                provenance: provenance.and_then(provenance_name),
                 missing: false,
             },
             image_vector: embedding.vector,

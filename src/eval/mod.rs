@@ -2,8 +2,9 @@
 //!
 //! For each `image,prompt` row, the image goes through [`Generator::generate`], which yields
 //! the vector of every method at once; each is scored against the MiniLM vector of the true
-//! prompt. With leave-one-out, the image's own record and every record with its exact prompt
-//! are kept out of the candidates (the index may hold the labelled images themselves).
+//! prompt. With leave-one-out, the image's own record (found by content hash or path, whatever
+//! prompt it stores) and every record with its exact prompt are kept out of the candidates
+//! (the index may hold the labelled images themselves).
 //!
 //! - [`metric`]: per-method mean, spread and bootstrap interval.
 //! - [`submission`]: the Kaggle submission file.
@@ -171,7 +172,7 @@ pub fn evaluate(
     let mut generations = Vec::with_capacity(labels.len());
     for (i, (label, truth)) in labels.iter().zip(&truth_vectors).enumerate() {
         let exclude = if config.leave_one_out {
-            Exclude::none().prompt(&label.prompt)
+            Exclude::none().prompt(&label.prompt).file(&label.image)
         } else {
             Exclude::none()
         };
@@ -285,10 +286,10 @@ fn oracle(
         return Ok(None);
     };
     for hit in graph.search(truth, 16, config.oracle_ef)? {
-        let Some((prompt, _)) = generator.index().text().get(hit.id)? else {
+        let Some((prompt, metadata)) = generator.index().text().get(hit.id)? else {
             continue;
         };
-        if !exclude.excludes(hit.id, &prompt) {
+        if !exclude.excludes(hit.id, &prompt, &metadata) {
             return Ok(Some(hit.similarity));
         }
     }

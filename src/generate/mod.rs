@@ -20,11 +20,12 @@ pub mod load;
 pub mod modifiers;
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use image::RgbImage;
 use serde::Serialize;
+use serde_json::{Map, Value};
 
 pub use ensemble::{Part, PartKind, Weights};
 pub use load::{open_generator, LoadOptions};
@@ -35,7 +36,7 @@ use crate::ingest::corpus::normalize_prompt;
 use crate::ingest::metadata::{read_metadata, EmbeddedPrompt};
 use crate::models::caption::{Caption, Captioner, ImageNetTagger, Tags};
 use crate::models::{ImageEncoder, TextEmbedder};
-use crate::store::{IndexReader, VectorIndex};
+use crate::store::{path_from_metadata, IndexReader, VectorIndex};
 use crate::{Error, Result};
 
 /// Candidates (the heaviest) that are also tried with the modifiers appended.
@@ -105,6 +106,11 @@ impl Default for GenerateConfig {
 pub struct Exclude {
     ids: HashSet<u64>,
     prompts: HashSet<String>,
+    /// blake3 (hex) of image files whose records are excluded, whatever their prompt.
+    contents: HashSet<String>,
+    /// Canonical paths of image files whose records are excluded (for records indexed before
+    /// their metadata carried the content hash).
+    paths: HashSet<PathBuf>,
 }
 
 impl Exclude {
@@ -125,10 +131,31 @@ impl Exclude {
         self
     }
 
-    /// Whether record `id` with text `prompt` is excluded.
-    pub fn excludes(&self, id: u64, prompt: &str) -> bool {
+    /// Excludes every image record of the file at `path` or of a file with its content (its
+    /// own record, however its stored prompt differs from its label). A file that cannot be
+    /// read excludes nothing more (generating from it fails anyway).
+    pub fn file(mut self, path: &Path) -> Self {
+        if let Ok(bytes) = std::fs::read(path) {
+            self.contents
+                .insert(blake3::hash(&bytes).to_hex().to_string());
+        }
+        if let Ok(canonical) = std::fs::canonicalize(path) {
+            self.paths.insert(canonical);
+        }
+        self
+    }
+
+    /// Whether record `id` with text `prompt` and `metadata` (as the text index stores it)
+    /// is excluded.
+    pub fn excludes(&self, id: u64, prompt: &str, metadata: &Map<String, Value>) -> bool {
         self.ids.contains(&id)
             || (!self.prompts.is_empty() && self.prompts.contains(&normalize_prompt(prompt)))
+            || metadata
+                .get("content_hash")
+                .and_then(Value::as_str)
+                .is_some_and(|hash| self.contents.contains(hash))
+            || (!self.paths.is_empty()
+                && path_from_metadata(metadata).is_some_and(|p| self.paths.contains(&p)))
     }
 }
 
@@ -626,10 +653,10 @@ impl Generator {
             if taken.contains(&hit.id) {
                 continue;
             }
-            let Some((prompt, _)) = self.index.text().get(hit.id)? else {
+            let Some((prompt, metadata)) = self.index.text().get(hit.id)? else {
                 continue;
             };
-            if !keep(&prompt) || exclude.excludes(hit.id, &prompt) {
+            if !keep(&prompt) || exclude.excludes(hit.id, &prompt, &metadata) {
                 continue;
             }
             found.push((hit.id, prompt, hit.similarity));
@@ -709,7 +736,7 @@ impl Generator {
             texts.extend(assembled);
         }
         let (best, cosine) = ensemble::closest(&vectors, target)
-            .ok_or_else(|| Error::Invalid("no candidate text to choose from".into()))?;
+            .ok_or_else(|| Error::Internal("no candidate text to choose from".into()))?;
         Ok((texts.swap_remove(best), vectors.swap_remove(best), cosine))
     }
 }
@@ -771,7 +798,7 @@ fn method_vectors(parts: &[Part]) -> MethodVectors {
 fn embed_one(text: &dyn TextEmbedder, prompt: &str) -> Result<Vec<f32>> {
     text.embed(&[prompt])?
         .pop()
-        .ok_or_else(|| Error::Invalid("the text embedder returned nothing".into()))
+        .ok_or_else(|| Error::Internal("the text embedder returned nothing".into()))
 }
 
 fn ms(since: Instant) -> f64 {
@@ -790,9 +817,35 @@ mod tests {
 
     #[test]
     fn exclusion_by_id_and_normalised_prompt() {
+        let none = Map::new();
         let ex = Exclude::none().record(7).prompt("A  Cat");
-        assert!(ex.excludes(7, "anything"));
-        assert!(ex.excludes(1, "a cat"));
-        assert!(!ex.excludes(1, "a dog"));
+        assert!(ex.excludes(7, "anything", &none));
+        assert!(ex.excludes(1, "a cat", &none));
+        assert!(!ex.excludes(1, "a dog", &none));
+    }
+
+    /// A file's own record is excluded by its content hash or its path, whatever its prompt.
+    #[test]
+    fn exclusion_by_file_content_and_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.png");
+        std::fs::write(&file, b"pixels").unwrap();
+        let ex = Exclude::none().prompt("label b").file(&file);
+        let hash = blake3::hash(b"pixels").to_hex().to_string();
+        let by_hash: Map<String, Value> =
+            serde_json::from_value(serde_json::json!({"kind": "image", "content_hash": hash}))
+                .unwrap();
+        assert!(ex.excludes(3, "stored prompt a", &by_hash));
+        let canonical = std::fs::canonicalize(&file).unwrap();
+        let by_path: Map<String, Value> = serde_json::from_value(
+            serde_json::json!({"kind": "image", "path": canonical.to_str().unwrap()}),
+        )
+        .unwrap();
+        assert!(ex.excludes(3, "stored prompt a", &by_path));
+        let other: Map<String, Value> = serde_json::from_value(
+            serde_json::json!({"kind": "image", "content_hash": "00", "path": "/elsewhere.png"}),
+        )
+        .unwrap();
+        assert!(!ex.excludes(3, "stored prompt a", &other));
     }
 }

@@ -70,7 +70,7 @@ pub fn search_by_image(
     let query = encoder
         .encode(std::slice::from_ref(image))?
         .pop()
-        .ok_or_else(|| Error::Invalid("the image encoder returned nothing".into()))?
+        .ok_or_else(|| Error::Internal("the image encoder returned nothing".into()))?
         .vector;
     let mut images = Vec::with_capacity(k);
     if let Some(graph) = index.image_vectors() {

@@ -91,13 +91,13 @@ pub fn search_prompts(
             (_, Some(vectors)) => embedder.embed(&[query]).and_then(|mut v| {
                 let query_vec = v
                     .pop()
-                    .ok_or_else(|| Error::Invalid("the embedder returned nothing".into()))?;
+                    .ok_or_else(|| Error::Internal("the embedder returned nothing".into()))?;
                 live_neighbours(index, vectors, &query_vec, depth, config.ef)
             }),
         };
         let bm25 = bm25
             .join()
-            .unwrap_or_else(|_| Err(Error::Invalid("BM25 search failed".into())));
+            .unwrap_or_else(|_| Err(Error::Internal("BM25 search failed".into())));
         (bm25, semantic)
     });
     let (bm25, semantic) = (bm25?, semantic?);

@@ -90,8 +90,8 @@ impl ApiError {
 }
 
 impl From<Error> for ApiError {
-    /// Library errors: bad input is the client's (422 for an unusable image, 400 otherwise);
-    /// the rest (models, index, I/O) is the server's.
+    /// Library errors: bad input is the client's (422 for an unusable image, 400 for a bad
+    /// argument); the rest (internal faults, models, index, I/O) is the server's (500).
     fn from(err: Error) -> Self {
         match &err {
             Error::Input { detail, .. } => Self::new(
@@ -100,6 +100,7 @@ impl From<Error> for ApiError {
                 detail.clone(),
             ),
             Error::Invalid(detail) => Self::bad_request(detail.clone()),
+            Error::Internal(_) => Self::internal(err.to_string()),
             _ => Self::internal(err.to_string()),
         }
     }
@@ -153,5 +154,8 @@ mod tests {
         assert_eq!(invalid.status, StatusCode::BAD_REQUEST);
         let index = ApiError::from(Error::index("dir", "broken"));
         assert_eq!(index.status, StatusCode::INTERNAL_SERVER_ERROR);
+        let fault = ApiError::from(Error::Internal("cannot resize: short output buffer".into()));
+        assert_eq!(fault.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(fault.code, "internal");
     }
 }

@@ -6,7 +6,6 @@
 
 use std::io::Cursor;
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
@@ -20,6 +19,7 @@ use super::error::{ApiError, ApiResult};
 use super::query::Query;
 use super::AppState;
 use crate::build::decode;
+use crate::store::path_from_metadata;
 use crate::Result;
 
 /// Longest side of a thumbnail, in pixels.
@@ -135,10 +135,9 @@ fn load(app: &AppState, id: u64, thumb: bool) -> Result<Found> {
     if metadata.get("kind").and_then(Value::as_str) != Some("image") {
         return Ok(Found::NotAnImage);
     }
-    let Some(path) = metadata.get("path").and_then(Value::as_str) else {
+    let Some(path) = path_from_metadata(&metadata) else {
         return Ok(Found::NotAnImage);
     };
-    let path = PathBuf::from(path);
     let size = match std::fs::metadata(&path) {
         Ok(m) if m.is_file() => m.len(),
         Ok(_) => return Ok(Found::Gone("not a file".into())),
@@ -164,7 +163,7 @@ fn load(app: &AppState, id: u64, thumb: bool) -> Result<Found> {
     small
         .to_rgb8()
         .write_with_encoder(encoder)
-        .map_err(|e| crate::Error::Invalid(format!("thumbnail of image {id}: {e}")))?;
+        .map_err(|e| crate::Error::Internal(format!("thumbnail of image {id}: {e}")))?;
     Ok(Found::Bytes(Bytes::from(jpeg), "image/jpeg"))
 }
 

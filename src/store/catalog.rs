@@ -11,7 +11,7 @@
 //! `aligned_vectors`: every record below it that has a prompt has its aligned vector (they are
 //! computed after the records, by [`crate::build::align_prompts`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -39,8 +39,11 @@ pub struct PromptRecord {
 /// A stored image (its current version: a changed file gets a new record).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageRecord {
-    /// Path as given when indexed (lossy UTF-8 for display).
-    pub path: String,
+    /// Path as indexed, byte for byte (file names need not be UTF-8). Stored as a JSON
+    /// string when it is UTF-8 (as every record written before this field could hold
+    /// anything else), else as `{"bytes_hex": ...}`.
+    #[serde(with = "stored_path")]
+    pub path: PathBuf,
     /// blake3 of the file's bytes, hex.
     pub content_hash: String,
     /// File size in bytes.
@@ -108,7 +111,11 @@ impl Record {
             Record::Image(i) => {
                 let mut m = Map::new();
                 m.insert("kind".into(), "image".into());
-                m.insert("path".into(), i.path.clone().into());
+                m.insert("path".into(), i.path.to_string_lossy().into_owned().into());
+                if let Some(hex) = stored_path::hex_if_not_utf8(&i.path) {
+                    m.insert(PATH_BYTES_HEX.into(), hex.into());
+                }
+                m.insert("content_hash".into(), i.content_hash.clone().into());
                 m.insert("width".into(), i.width.into());
                 m.insert("height".into(), i.height.into());
                 if let Some(n) = &i.negative_prompt {
@@ -137,6 +144,94 @@ pub struct NewImage {
     pub image_vector: Vec<f32>,
     /// MiniLM vector of its prompt, when it has one.
     pub text_vector: Option<Vec<f32>>,
+}
+
+/// Metadata key holding the hex of an image path's bytes when they are not UTF-8 (the
+/// `path` key then holds a lossy rendering for display).
+const PATH_BYTES_HEX: &str = "path_bytes_hex";
+
+/// The file of an image record, from the metadata [`Record::metadata`] gives it (as readers
+/// get it back from the text index): exact even when the name is not UTF-8.
+pub fn path_from_metadata(metadata: &Map<String, Value>) -> Option<PathBuf> {
+    if let Some(hex) = metadata.get(PATH_BYTES_HEX).and_then(Value::as_str) {
+        return stored_path::from_hex(hex);
+    }
+    metadata
+        .get("path")
+        .and_then(Value::as_str)
+        .map(PathBuf::from)
+}
+
+/// How [`ImageRecord::path`] is stored: a string when the path is UTF-8, else its bytes.
+mod stored_path {
+    use std::path::{Path, PathBuf};
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Text(String),
+        Bytes { bytes_hex: String },
+    }
+
+    /// The hex of the path's bytes when they are not UTF-8.
+    pub fn hex_if_not_utf8(path: &Path) -> Option<String> {
+        if path.to_str().is_some() {
+            return None;
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            Some(hex::encode(path.as_os_str().as_bytes()))
+        }
+        #[cfg(not(unix))]
+        {
+            None
+        }
+    }
+
+    /// The path whose bytes `hex` holds.
+    pub fn from_hex(hex: &str) -> Option<PathBuf> {
+        let bytes = hex::decode(hex).ok()?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStringExt;
+            Some(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
+        }
+        #[cfg(not(unix))]
+        {
+            String::from_utf8(bytes).ok().map(PathBuf::from)
+        }
+    }
+
+    pub fn serialize<S: Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+        match hex_if_not_utf8(path) {
+            Some(bytes_hex) => Repr::Bytes { bytes_hex }.serialize(s),
+            None => Repr::Text(path.to_string_lossy().into_owned()).serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+        match Repr::deserialize(d)? {
+            Repr::Text(text) => Ok(PathBuf::from(text)),
+            Repr::Bytes { bytes_hex } => from_hex(&bytes_hex)
+                .ok_or_else(|| serde::de::Error::custom("path bytes are not hex")),
+        }
+    }
+}
+
+/// The path a key of the `paths` tree names (the inverse of [`path_key`]).
+pub fn path_from_key(key: &[u8]) -> PathBuf {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        PathBuf::from(std::ffi::OsStr::from_bytes(key))
+    }
+    #[cfg(not(unix))]
+    {
+        PathBuf::from(String::from_utf8_lossy(key).into_owned())
+    }
 }
 
 /// The key of a path in the `paths` tree: its raw bytes (file names need not be UTF-8).
@@ -179,7 +274,7 @@ pub struct Catalog {
 fn storage_error(e: TransactionError<()>) -> Error {
     match e {
         TransactionError::Storage(e) => Error::Sled(e),
-        TransactionError::Abort(()) => Error::Invalid("catalog transaction aborted".into()),
+        TransactionError::Abort(()) => Error::Internal("catalog transaction aborted".into()),
     }
 }
 
@@ -445,6 +540,11 @@ impl Catalog {
         vectors_in(&self.aligned_vectors, from, to)
     }
 
+    /// True once any image has been committed.
+    pub fn has_images(&self) -> Result<bool> {
+        Ok(self.image_vectors.first()?.is_some())
+    }
+
     /// Image embeddings with ids in `from..to`, in id order.
     pub fn image_vectors(
         &self,
@@ -475,5 +575,56 @@ mod tests {
         let old = br#"{"prompt":"a cat","source":"c.txt","metadata":{}}"#;
         assert_eq!(decode_record(old).unwrap().prompt(), Some("a cat"));
         assert!(decode_record(br#"{"kind":"image"}"#).is_err());
+    }
+
+    fn image_at(path: PathBuf) -> Record {
+        Record::Image(ImageRecord {
+            path,
+            content_hash: "00".into(),
+            size: 1,
+            mtime_ns: 2,
+            width: 3,
+            height: 4,
+            prompt: Some("a cat".into()),
+            negative_prompt: None,
+            parameters: Map::new(),
+            provenance: None,
+            missing: false,
+        })
+    }
+
+    /// A name that is not UTF-8 is stored byte for byte and found again from the metadata
+    /// readers get; a UTF-8 path is stored as the plain string records always held.
+    #[cfg(unix)]
+    #[test]
+    fn image_paths_keep_their_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        let odd = PathBuf::from(std::ffi::OsStr::from_bytes(b"/data/caf\xe9.png"));
+        let record = image_at(odd.clone());
+        let json = serde_json::to_vec(&record).unwrap();
+        let back = decode_record(&json).unwrap();
+        assert_eq!(back, record);
+        assert_eq!(path_from_metadata(&back.metadata()), Some(odd.clone()));
+        assert_eq!(path_from_key(&path_key(&odd)), odd);
+
+        let plain = image_at(PathBuf::from("/data/café.png"));
+        let json = serde_json::to_value(&plain).unwrap();
+        assert_eq!(json["path"], "/data/café.png");
+        assert_eq!(
+            path_from_metadata(&plain.metadata()),
+            Some(PathBuf::from("/data/café.png"))
+        );
+    }
+
+    /// Image records written when the path was a plain string still read.
+    #[test]
+    fn image_records_with_string_paths_still_read() {
+        let old = br#"{"kind":"image","path":"/data/a.png","content_hash":"00","size":1,
+            "mtime_ns":2,"width":3,"height":4,"prompt":null,"negative_prompt":null,
+            "provenance":null}"#;
+        match decode_record(old).unwrap() {
+            Record::Image(i) => assert_eq!(i.path, PathBuf::from("/data/a.png")),
+            other => panic!("not an image: {other:?}"),
+        }
     }
 }

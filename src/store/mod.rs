@@ -32,7 +32,10 @@ mod manifest;
 mod text;
 mod vectors;
 
-pub use catalog::{path_key, Catalog, ImageRecord, NewImage, NewPrompt, PromptRecord, Record};
+pub use catalog::{
+    path_from_key, path_from_metadata, path_key, Catalog, ImageRecord, NewImage, NewPrompt,
+    PromptRecord, Record,
+};
 pub use lock::WriterLock;
 pub use manifest::{ImageModel, Manifest, FORMAT_VERSION};
 pub use text::{TextHit, TextIndex, Watermark};
@@ -113,14 +116,17 @@ impl IndexWriter {
     }
 
     /// Records `model` as the index's image encoder; fails if images from another encoder
-    /// are already indexed.
+    /// are already indexed. (A model recorded while no image was committed, as older builds
+    /// did for an empty folder, is replaced.)
     pub fn set_image_model(&mut self, model: &ImageModel) -> Result<()> {
-        self.manifest.check_image_model(&self.dir, model)?;
-        if self.manifest.image_model.is_none() {
-            self.manifest.image_model = Some(model.clone());
-            self.manifest.write(&self.dir)?;
+        if self.manifest.image_model.as_ref() == Some(model) {
+            return Ok(());
         }
-        Ok(())
+        if self.catalog.has_images()? {
+            self.manifest.check_image_model(&self.dir, model)?;
+        }
+        self.manifest.image_model = Some(model.clone());
+        self.manifest.write(&self.dir)
     }
 
     /// Brings the text index and the vector graphs up to the catalog's last record and

@@ -97,7 +97,7 @@ fn resize_once(image: &RgbImage, width: u32, height: u32) -> Result<RgbImage> {
     if image.dimensions() == (width, height) {
         return Ok(image.clone());
     }
-    let fail = |e: &dyn std::fmt::Display| Error::Invalid(format!("cannot resize: {e}"));
+    let fail = |e: &dyn std::fmt::Display| Error::Internal(format!("cannot resize: {e}"));
     let (w, h) = image.dimensions();
     let src = ImageRef::new(w, h, image.as_raw(), PixelType::U8x3).map_err(|e| fail(&e))?;
     let mut dst = Image::new(width, height, PixelType::U8x3);
@@ -106,7 +106,7 @@ fn resize_once(image: &RgbImage, width: u32, height: u32) -> Result<RgbImage> {
         .resize(&src, &mut dst, &ResizeOptions::new().resize_alg(filter))
         .map_err(|e| fail(&e))?;
     RgbImage::from_raw(width, height, dst.into_vec())
-        .ok_or_else(|| Error::Invalid("cannot resize: short output buffer".into()))
+        .ok_or_else(|| Error::Internal("cannot resize: short output buffer".into()))
 }
 
 /// Stacks same-sized RGB crops into an `(N, 3, H, W)` f32 tensor holding `(x - 127) / 128`.
