@@ -523,7 +523,7 @@ fn chain_graph() -> impl Strategy<Value = Vec<GenNode>> {
             let mut inputs: Vec<(&'static str, Input)> = (0..fan)
                 .map(|f| (INPUTS[(pick + f) % 16], Input::Link(i + 1, (f % 2) as u64)))
                 .collect();
-            if pick % 5 == 0 {
+            if pick.is_multiple_of(5) {
                 inputs.push(("conditioning_2", Input::Link(pick % (i + 1), 0)));
             }
             nodes.push(GenNode { class, inputs });
