@@ -40,7 +40,10 @@ fn a_64_mib_line_without_newline_is_rejected_quickly_in_bounded_memory() {
     eprintln!("{seconds:.3} s, peak RSS grew by {} KiB", grown >> 10);
     match &rows[..] {
         [Row::Rejected { line: 1, reason }, Row::Prompt(entry)] => {
-            assert!(reason.contains("bytes") && reason.contains("limit"), "{reason}");
+            assert!(
+                reason.contains("bytes") && reason.contains("limit"),
+                "{reason}"
+            );
             assert_eq!(entry.line, 2);
             assert_eq!(entry.prompt, "a short prompt after it");
         }
@@ -65,6 +68,9 @@ fn a_64_mib_line_without_newline_is_rejected_quickly_in_bounded_memory() {
         .find_map(|r| r.err())
         .expect("an error for the endless record")
         .to_string();
-    assert!(err.contains("one_record.csv") && err.contains("record"), "{err}");
+    assert!(
+        err.contains("one_record.csv") && err.contains("record"),
+        "{err}"
+    );
     assert!(grown < 16 << 20, "peak RSS grew by {grown} bytes");
 }

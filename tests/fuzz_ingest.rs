@@ -70,7 +70,11 @@ where
 /// A read's prompt keeps to the shared limit.
 fn check_prompt(found: Option<&EmbeddedPrompt>) {
     if let Some(found) = found {
-        assert!(found.prompt.len() <= MAX_PROMPT_BYTES, "{}", found.prompt.len());
+        assert!(
+            found.prompt.len() <= MAX_PROMPT_BYTES,
+            "{}",
+            found.prompt.len()
+        );
         let negative = found.negative_prompt.as_deref().unwrap_or("");
         assert!(negative.len() <= MAX_PROMPT_BYTES);
     }
@@ -79,7 +83,10 @@ fn check_prompt(found: Option<&EmbeddedPrompt>) {
 fn check_read(read: &Metadata) {
     check_prompt(read.prompt.as_ref());
     for w in &read.warnings {
-        assert!(w.to_string().contains("fuzz"), "warnings name the file: {w}");
+        assert!(
+            w.to_string().contains("fuzz"),
+            "warnings name the file: {w}"
+        );
     }
 }
 
@@ -134,7 +141,11 @@ fn png_chunk() -> impl Strategy<Value = Vec<u8>> {
         (keyword(), text_soup())
             .prop_map(|(k, t)| [k.as_bytes(), b"\0\0", &zlib(t.as_bytes())].concat()),
         (keyword(), text_soup(), any::<bool>()).prop_map(|(k, t, z)| {
-            let body = if z { zlib(t.as_bytes()) } else { t.into_bytes() };
+            let body = if z {
+                zlib(t.as_bytes())
+            } else {
+                t.into_bytes()
+            };
             [k.as_bytes(), b"\0", &[z as u8, 0], b"en\0\0", &body].concat()
         }),
     ];
@@ -198,7 +209,11 @@ fn fuzz_png_chunk_walk() {
         out.extend(chunk(b"IEND", b""));
         out
     });
-    let mutated = (file, prop::collection::vec((any::<usize>(), any::<u8>()), 0..4), any::<usize>())
+    let mutated = (
+        file,
+        prop::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+        any::<usize>(),
+    )
         .prop_map(|(mut bytes, flips, cut)| {
             for (at, x) in flips {
                 let len = bytes.len();
@@ -241,9 +256,25 @@ fn tiff() -> impl Strategy<Value = Vec<u8>> {
         text_soup(),
     )
         .prop_map(|(little, entries, tail, code, text)| {
-            let u16b = |v: u16| if little { v.to_le_bytes() } else { v.to_be_bytes() };
-            let u32b = |v: u32| if little { v.to_le_bytes() } else { v.to_be_bytes() };
-            let mut out = if little { b"II".to_vec() } else { b"MM".to_vec() };
+            let u16b = |v: u16| {
+                if little {
+                    v.to_le_bytes()
+                } else {
+                    v.to_be_bytes()
+                }
+            };
+            let u32b = |v: u32| {
+                if little {
+                    v.to_le_bytes()
+                } else {
+                    v.to_be_bytes()
+                }
+            };
+            let mut out = if little {
+                b"II".to_vec()
+            } else {
+                b"MM".to_vec()
+            };
             out.extend(u16b(42));
             out.extend(u32b(8));
             out.extend(u16b(entries.len() as u16));
@@ -308,7 +339,10 @@ fn fuzz_exif_in_png_jpeg_and_webp() {
 fn fuzz_a1111_parameters() {
     fuzz("a1111 parameters", 5000, text_soup(), |text| {
         check_prompt(parse_a1111_parameters(&text).as_ref());
-        check_read(&read_metadata_bytes("fuzz.png", &png_text("parameters", &text)));
+        check_read(&read_metadata_bytes(
+            "fuzz.png",
+            &png_text("parameters", &text),
+        ));
     });
 }
 
@@ -358,13 +392,23 @@ fn fuzz_invokeai_novelai_and_json_parameters() {
         Just("parameters"),
         Just("Comment"),
     ];
-    let input = (keyword, json_value(), text_soup(), any::<bool>(), any::<bool>());
+    let input = (
+        keyword,
+        json_value(),
+        text_soup(),
+        any::<bool>(),
+        any::<bool>(),
+    );
     fuzz(
         "invokeai / novelai / json parameters",
         3000,
         input,
         |(keyword, value, text, as_text, novelai)| {
-            let body = if as_text { text.clone() } else { value.to_string() };
+            let body = if as_text {
+                text.clone()
+            } else {
+                value.to_string()
+            };
             let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
             out.extend(chunk(b"IHDR", &IHDR));
             out.extend(chunk(b"tEXt", format!("{keyword}\0{body}").as_bytes()));
@@ -468,7 +512,10 @@ fn chain_graph() -> impl Strategy<Value = Vec<GenNode>> {
     (1usize..1500, 1usize..6, any::<u64>()).prop_map(|(len, fan, salt)| {
         let mut nodes = vec![GenNode {
             class: "KSampler",
-            inputs: vec![("positive", Input::Link(1, 0)), ("negative", Input::Link(1, 1))],
+            inputs: vec![
+                ("positive", Input::Link(1, 0)),
+                ("negative", Input::Link(1, 1)),
+            ],
         }];
         for i in 1..len {
             let pick = (salt.wrapping_mul(i as u64 + 7) >> 7) as usize;
@@ -476,7 +523,7 @@ fn chain_graph() -> impl Strategy<Value = Vec<GenNode>> {
             let mut inputs: Vec<(&'static str, Input)> = (0..fan)
                 .map(|f| (INPUTS[(pick + f) % 16], Input::Link(i + 1, (f % 2) as u64)))
                 .collect();
-            if pick % 5 == 0 {
+            if pick.is_multiple_of(5) {
                 inputs.push(("conditioning_2", Input::Link(pick % (i + 1), 0)));
             }
             nodes.push(GenNode { class, inputs });
@@ -522,7 +569,11 @@ fn ui_json(nodes: &[GenNode]) -> String {
             match input {
                 Input::Link(n, out) => {
                     let id = links.len();
-                    let kind = if name.contains("text") { "STRING" } else { "CONDITIONING" };
+                    let kind = if name.contains("text") {
+                        "STRING"
+                    } else {
+                        "CONDITIONING"
+                    };
                     links.push(json!([id, n, out, i, slot, kind]));
                     inputs.push(json!({"name": name, "type": kind, "link": id}));
                 }
@@ -530,7 +581,9 @@ fn ui_json(nodes: &[GenNode]) -> String {
                 Input::Number(x) => widgets.push(json!(x)),
             }
         }
-        list.push(json!({"id": i, "type": node.class, "inputs": inputs, "widgets_values": widgets}));
+        list.push(
+            json!({"id": i, "type": node.class, "inputs": inputs, "widgets_values": widgets}),
+        );
     }
     json!({"nodes": list, "links": links}).to_string()
 }
@@ -579,31 +632,37 @@ fn corpus_bytes() -> impl Strategy<Value = Vec<u8>> {
 fn fuzz_corpus_lines_csv_and_tsv() {
     let dir = tempfile::tempdir().unwrap();
     let input = (corpus_bytes(), 0usize..4, any::<bool>());
-    fuzz("corpus lines / csv / tsv", 1500, input, |(bytes, ext, gz)| {
-        let name = ["c.txt", "c.csv", "c.tsv", "c.csv.gz"][ext];
-        let path = dir.path().join(name);
-        let bytes = if gz || ext == 3 {
-            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            enc.write_all(&bytes).unwrap();
-            enc.finish().unwrap()
-        } else {
-            bytes
-        };
-        std::fs::write(&path, &bytes).unwrap();
-        let Ok(reader) = CorpusReader::open(&path) else {
-            return;
-        };
-        for row in reader {
-            match row {
-                Ok(Row::Prompt(entry)) => assert!(entry.prompt.len() <= MAX_PROMPT_BYTES),
-                Ok(Row::Rejected { .. }) => {}
-                Err(e) => {
-                    assert!(e.to_string().contains(name), "{e}");
-                    break;
+    fuzz(
+        "corpus lines / csv / tsv",
+        1500,
+        input,
+        |(bytes, ext, gz)| {
+            let name = ["c.txt", "c.csv", "c.tsv", "c.csv.gz"][ext];
+            let path = dir.path().join(name);
+            let bytes = if gz || ext == 3 {
+                let mut enc =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                enc.write_all(&bytes).unwrap();
+                enc.finish().unwrap()
+            } else {
+                bytes
+            };
+            std::fs::write(&path, &bytes).unwrap();
+            let Ok(reader) = CorpusReader::open(&path) else {
+                return;
+            };
+            for row in reader {
+                match row {
+                    Ok(Row::Prompt(entry)) => assert!(entry.prompt.len() <= MAX_PROMPT_BYTES),
+                    Ok(Row::Rejected { .. }) => {}
+                    Err(e) => {
+                        assert!(e.to_string().contains(name), "{e}");
+                        break;
+                    }
                 }
             }
-        }
-    });
+        },
+    );
 }
 
 #[test]
@@ -623,5 +682,11 @@ fn fuzz_sidecars() {
 }
 
 fn sidecar_named(location: &str, image: &Path) -> bool {
-    location == image.with_extension("txt").file_name().unwrap().to_str().unwrap()
+    location
+        == image
+            .with_extension("txt")
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
 }

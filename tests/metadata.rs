@@ -776,7 +776,10 @@ fn comfyui_api_graph_is_followed_through_guiders_and_pass_through_nodes() {
         "7": {"class_type": "RandomNoise", "inputs": {"noise_seed": 9}}
     });
     let found = comfy(dir.path(), "flux.png", "prompt", &graph);
-    assert_eq!(found.prompt, "a lighthouse, a lighthouse on a cliff at night");
+    assert_eq!(
+        found.prompt,
+        "a lighthouse, a lighthouse on a cliff at night"
+    );
     assert_eq!(found.negative_prompt, None);
     assert_eq!(found.parameters["model"], json!("flux1-dev.safetensors"));
 }
@@ -795,22 +798,57 @@ fn comfyui_workflow_is_followed_through_reroutes_and_reads_only_text_widgets() {
     let dir = tempfile::tempdir().unwrap();
     let c = "CONDITIONING";
     let nodes = vec![
-        ui_node(1, "CheckpointLoaderSimple", &[], json!(["sdxl.safetensors"])),
+        ui_node(
+            1,
+            "CheckpointLoaderSimple",
+            &[],
+            json!(["sdxl.safetensors"]),
+        ),
         // An encoder with mode widgets: only its text is the prompt.
-        ui_node(2, "BNK_CLIPTextEncodeAdvanced", &[("clip", "CLIP", Some(1))],
-            json!(["a koi pond in autumn", "none", "comfy"])),
+        ui_node(
+            2,
+            "BNK_CLIPTextEncodeAdvanced",
+            &[("clip", "CLIP", Some(1))],
+            json!(["a koi pond in autumn", "none", "comfy"]),
+        ),
         ui_node(3, "Reroute", &[("", "*", Some(2))], json!([])),
-        ui_node(4, "ConditioningCombine",
-            &[("conditioning_1", c, Some(3)), ("conditioning_2", c, Some(4))], json!([])),
+        ui_node(
+            4,
+            "ConditioningCombine",
+            &[
+                ("conditioning_1", c, Some(3)),
+                ("conditioning_2", c, Some(4)),
+            ],
+            json!([]),
+        ),
         // An unknown encoder whose first string widget is a model name.
-        ui_node(5, "MyCustomTextEncode", &[], json!(["t5xxl_fp16.safetensors", "falling leaves", 1.0])),
+        ui_node(
+            5,
+            "MyCustomTextEncode",
+            &[],
+            json!(["t5xxl_fp16.safetensors", "falling leaves", 1.0]),
+        ),
         ui_node(6, "CLIPTextEncode", &[], json!(["murky water"])),
-        ui_node(7, "ControlNetApplyAdvanced",
-            &[("positive", c, Some(5)), ("negative", c, Some(6)), ("control_net", "CONTROL_NET", None)],
-            json!([0.8, 0.0, 1.0])),
-        ui_node(8, "KSampler",
-            &[("model", "MODEL", None), ("positive", c, Some(10)), ("negative", c, Some(11))],
-            json!([42, "randomize", 25, 6.5, "dpmpp_2m", "karras", 1.0])),
+        ui_node(
+            7,
+            "ControlNetApplyAdvanced",
+            &[
+                ("positive", c, Some(5)),
+                ("negative", c, Some(6)),
+                ("control_net", "CONTROL_NET", None),
+            ],
+            json!([0.8, 0.0, 1.0]),
+        ),
+        ui_node(
+            8,
+            "KSampler",
+            &[
+                ("model", "MODEL", None),
+                ("positive", c, Some(10)),
+                ("negative", c, Some(11)),
+            ],
+            json!([42, "randomize", 25, 6.5, "dpmpp_2m", "karras", 1.0]),
+        ),
         ui_node(9, "Reroute", &[("", "*", Some(13))], json!([])),
     ];
     let links = json!([
@@ -836,14 +874,44 @@ fn comfyui_workflow_is_followed_through_reroutes_and_reads_only_text_widgets() {
     // SamplerCustomAdvanced through a CFGGuider, a style model and a timestep range; an SD3
     // encoder whose last widget is a padding mode.
     let nodes = vec![
-        ui_node(1, "CLIPTextEncodeSD3", &[], json!(["a glass", "a glass of water", "a glass of water", "none"])),
-        ui_node(2, "StyleModelApply", &[("conditioning", c, Some(1)), ("style_model", "STYLE_MODEL", None)],
-            json!([1.0, "multiply"])),
-        ui_node(3, "ConditioningSetTimestepRange", &[("conditioning", c, Some(2))], json!([0.0, 1.0])),
+        ui_node(
+            1,
+            "CLIPTextEncodeSD3",
+            &[],
+            json!(["a glass", "a glass of water", "a glass of water", "none"]),
+        ),
+        ui_node(
+            2,
+            "StyleModelApply",
+            &[
+                ("conditioning", c, Some(1)),
+                ("style_model", "STYLE_MODEL", None),
+            ],
+            json!([1.0, "multiply"]),
+        ),
+        ui_node(
+            3,
+            "ConditioningSetTimestepRange",
+            &[("conditioning", c, Some(2))],
+            json!([0.0, 1.0]),
+        ),
         ui_node(4, "CLIPTextEncode", &[], json!(["text, watermark"])),
-        ui_node(5, "CFGGuider", &[("model", "MODEL", None), ("positive", c, Some(3)), ("negative", c, Some(4))],
-            json!([4.5])),
-        ui_node(6, "SamplerCustomAdvanced", &[("noise", "NOISE", None), ("guider", "GUIDER", Some(5))], json!([])),
+        ui_node(
+            5,
+            "CFGGuider",
+            &[
+                ("model", "MODEL", None),
+                ("positive", c, Some(3)),
+                ("negative", c, Some(4)),
+            ],
+            json!([4.5]),
+        ),
+        ui_node(
+            6,
+            "SamplerCustomAdvanced",
+            &[("noise", "NOISE", None), ("guider", "GUIDER", Some(5))],
+            json!([]),
+        ),
     ];
     let links = json!([
         [1, 1, 0, 2, 0, c],
@@ -867,8 +935,17 @@ fn pathological_comfyui_graphs_cost_milliseconds_and_give_no_prompt() {
     let every_text_input = |target: &str| {
         let mut inputs = serde_json::Map::new();
         for key in [
-            "text", "prompt", "string", "value", "text_positive", "text_g", "text_l", "clip_l",
-            "t5xxl", "string_a", "string_b",
+            "text",
+            "prompt",
+            "string",
+            "value",
+            "text_positive",
+            "text_g",
+            "text_l",
+            "clip_l",
+            "t5xxl",
+            "string_a",
+            "string_b",
         ] {
             inputs.insert(key.into(), json!([target, 0]));
         }
@@ -880,7 +957,12 @@ fn pathological_comfyui_graphs_cost_milliseconds_and_give_no_prompt() {
         "2": {"class_type": "CLIPTextEncode", "inputs": {"text": ["3", 0]}},
         "3": {"class_type": "StringFunction", "inputs": every_text_input("3")}
     });
-    let read = read_within(dir, "self_loop.png", &png_text("prompt", &graph.to_string()), 20);
+    let read = read_within(
+        dir,
+        "self_loop.png",
+        &png_text("prompt", &graph.to_string()),
+        20,
+    );
     assert_eq!(read.unwrap(), None);
 
     // A chain of string nodes each reading the next one twice (2^depth paths).
@@ -918,7 +1000,8 @@ fn pathological_comfyui_graphs_cost_milliseconds_and_give_no_prompt() {
     let bytes = png_text("prompt", &graph.to_string());
     assert_eq!(read_within(dir, "fan_out.png", &bytes, 20).unwrap(), None);
     let c = "CONDITIONING";
-    let fan: Vec<(&str, &str, Option<u64>)> = (0..1000).map(|_| ("conditioning", c, Some(1))).collect();
+    let fan: Vec<(&str, &str, Option<u64>)> =
+        (0..1000).map(|_| ("conditioning", c, Some(1))).collect();
     let workflow = json!({
         "nodes": [
             ui_node(1, "ConditioningCombine", &fan, json!([])),
@@ -927,7 +1010,10 @@ fn pathological_comfyui_graphs_cost_milliseconds_and_give_no_prompt() {
         "links": [[1, 1, 0, 1, 0, c]]
     });
     let bytes = png_text("workflow", &workflow.to_string());
-    assert_eq!(read_within(dir, "fan_out_ui.png", &bytes, 20).unwrap(), None);
+    assert_eq!(
+        read_within(dir, "fan_out_ui.png", &bytes, 20).unwrap(),
+        None
+    );
 
     // A chain far deeper than any real graph.
     let mut graph = serde_json::Map::new();
@@ -974,7 +1060,9 @@ fn a_graph_that_spends_the_step_budget_gives_up_with_an_error_naming_the_chunk()
     let text = err.to_string();
     assert!(matches!(err, Error::Input { .. }), "{err:?}");
     assert!(
-        text.contains("samplers.png") && text.contains("\"prompt\"") && text.contains("too complex"),
+        text.contains("samplers.png")
+            && text.contains("\"prompt\"")
+            && text.contains("too complex"),
         "{text}"
     );
 }
@@ -993,22 +1081,34 @@ fn embedded_prompts_are_cut_to_the_shared_limit() {
     let found = read_within(dir, "long.png", &png_text("parameters", &text), 20)
         .unwrap()
         .unwrap();
-    assert!(found.prompt.len() <= MAX_PROMPT_BYTES, "{}", found.prompt.len());
+    assert!(
+        found.prompt.len() <= MAX_PROMPT_BYTES,
+        "{}",
+        found.prompt.len()
+    );
     assert!(found.prompt.len() > MAX_PROMPT_BYTES - 16);
     assert!(found.prompt.starts_with("猫, a cat, 猫"));
     let neg = found.negative_prompt.as_deref().unwrap();
     assert!(neg.len() <= MAX_PROMPT_BYTES && neg.starts_with("ugly, "));
     assert_eq!(found.parameters["steps"], json!(20));
-    assert_eq!(found.parameters["prompt_cut_from_bytes"], json!(prompt.trim().len()));
+    assert_eq!(
+        found.parameters["prompt_cut_from_bytes"],
+        json!(prompt.trim().len())
+    );
 
     // The same limit for a ComfyUI encoder's text and for a sidecar.
     let graph = json!({
         "1": {"class_type": "KSampler", "inputs": {"positive": ["2", 0]}},
         "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "é".repeat(40_000)}}
     });
-    let found = read_within(dir, "comfy_long.png", &png_text("prompt", &graph.to_string()), 20)
-        .unwrap()
-        .unwrap();
+    let found = read_within(
+        dir,
+        "comfy_long.png",
+        &png_text("prompt", &graph.to_string()),
+        20,
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(found.prompt, "é".repeat(MAX_PROMPT_BYTES / 2));
     let image = dir.join("side.png");
     std::fs::copy(fixture("no_prompt.png"), &image).unwrap();
@@ -1043,10 +1143,16 @@ fn metadata_problems_are_warnings_naming_the_file_and_the_chunk_and_the_rest_is_
     );
     assert_eq!(read.warnings.len(), 1, "{:?}", read.warnings);
     let w = &read.warnings[0];
-    assert_eq!((w.path.as_path(), w.effect), (path.as_path(), Effect::Ignored));
+    assert_eq!(
+        (w.path.as_path(), w.effect),
+        (path.as_path(), Effect::Ignored)
+    );
     assert_eq!(w.location, r#"tEXt "parameters""#);
     let line = w.to_string();
-    assert!(line.contains("both.png") && line.contains("not valid JSON"), "{line}");
+    assert!(
+        line.contains("both.png") && line.contains("not valid JSON"),
+        "{line}"
+    );
 
     // A chunk over the limit, one with a bad CRC, bad zlib: each named, none fatal.
     let mut huge = b"workflow\0".to_vec();
@@ -1080,7 +1186,9 @@ fn metadata_problems_are_warnings_naming_the_file_and_the_chunk_and_the_rest_is_
     let read = read_metadata_bytes("upload.png", b"GET / HTTP/1.1");
     assert_eq!(read.prompt, None);
     assert_eq!(read.warnings[0].location, "");
-    assert!(read.warnings[0].to_string().starts_with("upload.png: not an image"));
+    assert!(read.warnings[0]
+        .to_string()
+        .starts_with("upload.png: not an image"));
     let good = std::fs::read(fixture("a1111_text.png")).unwrap();
     let read = read_metadata_bytes("cut.png", &good[..good.len() - 12]);
     assert!(read.prompt.is_some(), "chunks before the cut are read");
@@ -1100,5 +1208,9 @@ fn metadata_problems_are_warnings_naming_the_file_and_the_chunk_and_the_rest_is_
     let found = read.prompt.unwrap();
     assert_eq!(found.parameters.get("seed"), Some(&json!(1)));
     assert!(!found.parameters.contains_key("notes"));
-    assert!(read.warnings[0].detail.contains("notes"), "{:?}", read.warnings);
+    assert!(
+        read.warnings[0].detail.contains("notes"),
+        "{:?}",
+        read.warnings
+    );
 }

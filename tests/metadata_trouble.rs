@@ -32,7 +32,10 @@ fn png(seed: u8, extra: &[Vec<u8>]) -> Vec<u8> {
     });
     let mut bytes = Vec::new();
     image
-        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
         .unwrap();
     let iend = bytes.len() - 12;
     let mut out = bytes[..iend].to_vec();
@@ -44,7 +47,10 @@ fn png(seed: u8, extra: &[Vec<u8>]) -> Vec<u8> {
 }
 
 fn text(keyword: &str, text: &str) -> Vec<u8> {
-    chunk(b"tEXt", &[keyword.as_bytes(), b"\0", text.as_bytes()].concat())
+    chunk(
+        b"tEXt",
+        &[keyword.as_bytes(), b"\0", text.as_bytes()].concat(),
+    )
 }
 
 /// The troubled files, by name, with what their warning must say.
@@ -57,7 +63,10 @@ fn write_files(folder: &Path) -> Vec<(&'static str, &'static str)> {
         "bad_json.png",
         png(2, &[text("parameters", "{\"prompt\": \"a cat\", ")]),
     );
-    let mut bad_crc = text("parameters", "a cat on a mat\nSteps: 20, Sampler: Euler, Seed: 1");
+    let mut bad_crc = text(
+        "parameters",
+        "a cat on a mat\nSteps: 20, Sampler: Euler, Seed: 1",
+    );
     let last = bad_crc.len() - 1;
     bad_crc[last] ^= 0xFF;
     write("bad_crc.png", png(3, &[bad_crc]));
@@ -65,7 +74,11 @@ fn write_files(folder: &Path) -> Vec<(&'static str, &'static str)> {
     zlib.write_all(b"a lovely cat in the sun, long enough to be cut")
         .unwrap();
     let compressed = zlib.finish().unwrap();
-    let cut = [b"prompt\0\0".as_slice(), &compressed[..compressed.len() / 2]].concat();
+    let cut = [
+        b"prompt\0\0".as_slice(),
+        &compressed[..compressed.len() / 2],
+    ]
+    .concat();
     write("bad_zlib.png", png(4, &[chunk(b"zTXt", &cut)]));
     let long = format!(
         "{}\nSteps: 20, Sampler: Euler, Seed: 1",
@@ -157,8 +170,15 @@ fn images_with_broken_or_huge_metadata_are_indexed_and_generate_works() {
             tmp.path(),
         );
         let result = &list[0]["result"];
-        assert!(result["prompt"].as_str().is_some_and(|p| !p.is_empty()), "{name}: {list}");
-        let expected = if *name == "long_prompt.png" { "embedded" } else { "ensemble" };
+        assert!(
+            result["prompt"].as_str().is_some_and(|p| !p.is_empty()),
+            "{name}: {list}"
+        );
+        let expected = if *name == "long_prompt.png" {
+            "embedded"
+        } else {
+            "ensemble"
+        };
         assert_eq!(result["source"], expected, "{name}: {list}");
         let warnings = result["warnings"].as_array().unwrap();
         assert!(

@@ -507,7 +507,11 @@ mod tests {
         let length = read_line_bounded(&mut reader, MAX_LINE_KEPT, &mut buf).unwrap();
         assert_eq!(length, Some((1 << 30) + 1));
         assert!(buf.is_empty());
-        assert!(buf.capacity() <= MAX_LINE_KEPT + (1 << 16), "{}", buf.capacity());
+        assert!(
+            buf.capacity() <= MAX_LINE_KEPT + (1 << 16),
+            "{}",
+            buf.capacity()
+        );
         let again = read_line_bounded(&mut reader, MAX_LINE_KEPT, &mut buf).unwrap();
         assert_eq!(again, None);
 

@@ -57,7 +57,9 @@ pub(super) fn cap(mut found: EmbeddedPrompt, scan: &mut Scan) -> EmbeddedPrompt 
 /// Cuts `text` to [`MAX_PROMPT_BYTES`]; its length before, when it was cut.
 fn cut(text: &mut String) -> Option<usize> {
     let original = text.len();
-    let kept = cut_at_char_boundary(text, MAX_PROMPT_BYTES).trim_end().len();
+    let kept = cut_at_char_boundary(text, MAX_PROMPT_BYTES)
+        .trim_end()
+        .len();
     (original > MAX_PROMPT_BYTES).then(|| {
         text.truncate(kept);
         original

@@ -81,7 +81,9 @@ impl Side {
     /// The input names that carry this side into a sampler or guider of class `class`.
     pub(super) fn inputs(self, class: &str) -> &'static [&'static str] {
         match self {
-            Side::Positive if class.contains("Guider") => &["positive", "cond1", "cond2", "conditioning"],
+            Side::Positive if class.contains("Guider") => {
+                &["positive", "cond1", "cond2", "conditioning"]
+            }
             Side::Positive => &["positive"],
             Side::Negative => &["negative"],
         }
@@ -299,7 +301,9 @@ impl<'g> Walk<'g, '_> {
         seen: &mut HashSet<(&'g str, Side)>,
         out: &mut Vec<String>,
     ) {
-        let Some((id, node)) = self.node(id) else { return };
+        let Some((id, node)) = self.node(id) else {
+            return;
+        };
         if depth > MAX_DEPTH || !self.scan.step() || !seen.insert((id, side)) {
             return;
         }

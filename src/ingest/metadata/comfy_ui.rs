@@ -86,7 +86,10 @@ struct Walk<'w, 'a, 's> {
 
 /// The prompt of a UI-format workflow; `None` when it has no text encoder with text. A
 /// workflow that spends the file's step budget is an error.
-pub(super) fn parse_workflow(text: &str, scan: &mut Scan) -> Result<Option<EmbeddedPrompt>, Detail> {
+pub(super) fn parse_workflow(
+    text: &str,
+    scan: &mut Scan,
+) -> Result<Option<EmbeddedPrompt>, Detail> {
     let obj = json_object(text, "ComfyUI workflow")?;
     let Some(list) = obj.get("nodes").and_then(Value::as_array) else {
         return Ok(None);

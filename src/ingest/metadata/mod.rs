@@ -30,11 +30,11 @@
 //! unreadable piece is an [`Error::Input`].
 
 mod a1111;
+mod cap;
 mod comfy;
 mod comfy_ui;
 mod exif_data;
 mod generic;
-mod cap;
 mod invoke;
 mod novelai;
 mod png;
@@ -300,7 +300,11 @@ pub fn read_embedded_prompt_bytes(name: &str, bytes: &[u8]) -> Result<Option<Emb
 
 /// The prompt, or the first problem that made a piece unreadable as an [`Error::Input`].
 fn strict(read: Metadata) -> Result<Option<EmbeddedPrompt>> {
-    match read.warnings.into_iter().find(|w| w.effect == Effect::Ignored) {
+    match read
+        .warnings
+        .into_iter()
+        .find(|w| w.effect == Effect::Ignored)
+    {
         Some(w) => {
             let detail = match w.location.is_empty() {
                 true => w.detail,

@@ -4,6 +4,7 @@
 //! sidecar that cannot be read, is over [`MAX_TEXT_BYTES`] or is not UTF-8 is skipped with a
 //! warning.
 
+use std::io::Read;
 use std::path::Path;
 
 use super::{a1111, EmbeddedPrompt, Provenance, Scan, MAX_TEXT_BYTES};
@@ -54,7 +55,11 @@ fn read_text(side: &Path) -> Result<Option<String>, String> {
             meta.len()
         ));
     }
-    let bytes = std::fs::read(side).map_err(|e| format!("cannot read: {e}"))?;
+    // Read through a limit too: the file may have grown since its size was taken.
+    let mut bytes = Vec::new();
+    std::fs::File::open(side)
+        .and_then(|file| file.take(MAX_TEXT_BYTES as u64).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read: {e}"))?;
     String::from_utf8(bytes)
         .map(Some)
         .map_err(|e| format!("not UTF-8 text ({e})"))
