@@ -239,55 +239,19 @@ pub fn index_images(
     let mut matched = plan.matched;
 
     progress.start(plan.todo.len());
-    let mut done = 0;
+    let mut run = Run {
+        writer,
+        encoder,
+        text,
+        model,
+        config,
+        progress,
+        done: 0,
+    };
     for chunk in plan.todo.chunks(config.batch.max(1)) {
-        let prepared: Vec<(PathBuf, Result<Prepared>)> = chunk
-            .par_iter()
-            .map(|(file, old)| {
-                (
-                    file.path.clone(),
-                    prepare(file.clone(), old.clone(), config),
-                )
-            })
-            .collect();
-        let mut fresh = Vec::new();
-        for (path, item) in prepared {
-            if let Ok(p) = &item {
-                for warning in &p.warnings {
-                    progress.message(&format!("warning: {warning}"));
-                    let file = path.display().to_string();
-                    report.warnings.push((file, warning.clone()));
-                }
-            }
-            match item {
-                Ok(p) if p.image.is_none() => {
-                    // Same bytes, new mtime: update the record, keep its embeddings.
-                    let (id, mut record) = p.replaces.expect("only known files are touched");
-                    record.mtime_ns = p.file.mtime_ns;
-                    record.size = p.file.size;
-                    writer
-                        .catalog()
-                        .update_image(id, &record, &path_key(&p.file.path))?;
-                    report.unchanged += 1;
-                    let label = label_of(&p.file.path, config, &mut matched);
-                    refresh.extend(Refresh::needed(id, record, &p.file.path, label));
-                }
-                Ok(p) => fresh.push(p),
-                Err(e) => {
-                    progress.message(&e.to_string());
-                    report
-                        .errors
-                        .push((path.display().to_string(), e.to_string()));
-                }
-            }
-        }
-        if !fresh.is_empty() {
-            writer.set_image_model(model)?;
-            commit_batch(writer.catalog(), encoder, text, fresh, &mut report)?;
-        }
-        done += chunk.len();
-        progress.advance(done);
+        run.chunk(chunk, &mut refresh, &mut matched, &mut report)?;
     }
+    let writer = run.writer;
     for batch in refresh.chunks(config.batch.max(1)) {
         commit_refresh(writer.catalog(), text, batch, &mut report)?;
     }
@@ -308,6 +272,85 @@ pub fn index_images(
     writer.sync(&mut |line| progress.message(line))?;
     report.seconds = start.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// What a run works with, for processing the files to read chunk by chunk.
+struct Run<'a> {
+    writer: &'a mut IndexWriter,
+    encoder: &'a dyn ImageEncoder,
+    text: &'a dyn TextEmbedder,
+    model: &'a ImageModel,
+    config: &'a ImageIndexConfig,
+    progress: &'a dyn ImageIndexProgress,
+    /// Files processed so far.
+    done: usize,
+}
+
+impl Run<'_> {
+    /// Reads `chunk` in parallel, then commits its new and changed images (recording the
+    /// image model first) and updates the records of files only touched; those that also need
+    /// a refresh are added to `refresh`.
+    fn chunk(
+        &mut self,
+        chunk: &[(ImageFile, Option<(u64, ImageRecord)>)],
+        refresh: &mut Vec<Refresh>,
+        matched: &mut HashSet<PathBuf>,
+        report: &mut ImageIndexReport,
+    ) -> Result<()> {
+        let config = self.config;
+        let prepared: Vec<(PathBuf, Result<Prepared>)> = chunk
+            .par_iter()
+            .map(|(file, old)| {
+                (
+                    file.path.clone(),
+                    prepare(file.clone(), old.clone(), config),
+                )
+            })
+            .collect();
+        let mut fresh = Vec::new();
+        for (path, item) in prepared {
+            if let Ok(p) = &item {
+                for warning in &p.warnings {
+                    self.progress.message(&format!("warning: {warning}"));
+                    let file = path.display().to_string();
+                    report.warnings.push((file, warning.clone()));
+                }
+            }
+            match item {
+                Ok(p) if p.image.is_none() => {
+                    // Same bytes, new mtime: update the record, keep its embeddings.
+                    let (id, mut record) = p.replaces.expect("only known files are touched");
+                    record.mtime_ns = p.file.mtime_ns;
+                    record.size = p.file.size;
+                    let key = path_key(&p.file.path);
+                    self.writer.catalog().update_image(id, &record, &key)?;
+                    report.unchanged += 1;
+                    let label = label_of(&p.file.path, config, matched);
+                    refresh.extend(Refresh::needed(id, record, &p.file.path, label));
+                }
+                Ok(p) => fresh.push(p),
+                Err(e) => {
+                    self.progress.message(&e.to_string());
+                    report
+                        .errors
+                        .push((path.display().to_string(), e.to_string()));
+                }
+            }
+        }
+        if !fresh.is_empty() {
+            self.writer.set_image_model(self.model)?;
+            commit_batch(
+                self.writer.catalog(),
+                self.encoder,
+                self.text,
+                fresh,
+                report,
+            )?;
+        }
+        self.done += chunk.len();
+        self.progress.advance(self.done);
+        Ok(())
+    }
 }
 
 /// What a run has to do with the files the walk found.
