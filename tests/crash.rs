@@ -73,7 +73,11 @@ fn records_of(
     expected: &HashSet<u64>,
 ) -> Vec<String> {
     let unique: HashSet<u64> = ids.iter().copied().collect();
-    assert_eq!(unique.len(), ids.len(), "{what}: a record id is there twice");
+    assert_eq!(
+        unique.len(),
+        ids.len(),
+        "{what}: a record id is there twice"
+    );
     assert_eq!(&unique, expected, "{what}: not the catalog's records");
     let mut out: Vec<String> = ids.iter().map(|id| records[id].clone()).collect();
     out.sort();
@@ -111,21 +115,21 @@ fn summary(dir: &Path) -> Summary {
         .unwrap()
         .into_iter()
         .collect();
-    let text_vectors: HashMap<u64, Vec<f32>> = catalog
-        .text_vectors(0, next)
-        .map(Result::unwrap)
-        .collect();
-    let image_vectors: HashMap<u64, Vec<f32>> = catalog
-        .image_vectors(0, next)
-        .map(Result::unwrap)
-        .collect();
+    let text_vectors: HashMap<u64, Vec<f32>> =
+        catalog.text_vectors(0, next).map(Result::unwrap).collect();
+    let image_vectors: HashMap<u64, Vec<f32>> =
+        catalog.image_vectors(0, next).map(Result::unwrap).collect();
     drop(catalog);
 
     let reader = IndexReader::open(dir, None).unwrap();
     let text = reader.text();
     assert_eq!(text.watermark().unwrap(), watermark, "text index watermark");
     let text_ids = text.ids().unwrap();
-    assert_eq!(text_ids.len() as u64, text.num_docs(), "text document count");
+    assert_eq!(
+        text_ids.len() as u64,
+        text.num_docs(),
+        "text document count"
+    );
     let live: HashSet<u64> = records
         .keys()
         .copied()
@@ -239,7 +243,11 @@ fn killed_index_runs_leave_every_store_as_an_uninterrupted_run() {
                 }
             }
             if step % 3 == 2 {
-                write_noise_png(&folder.join(format!("img{:03}.png", step)), 500 + step as u64, 40);
+                write_noise_png(
+                    &folder.join(format!("img{:03}.png", step)),
+                    500 + step as u64,
+                    40,
+                );
             }
             if step % 5 == 4 {
                 std::fs::remove_file(folder.join(format!("img{:03}.png", step - 3))).unwrap();

@@ -138,7 +138,9 @@ fn a_damaged_graph_is_rebuilt_from_the_catalog_by_the_next_writer() {
     let before = answers(&dir, &queries);
 
     // Bytes in the middle of the dump's vectors flipped (the files keep their size).
-    let data = dir.join("vectors").join(format!("{}.hnsw.data", current_dump(&dir)));
+    let data = dir
+        .join("vectors")
+        .join(format!("{}.hnsw.data", current_dump(&dir)));
     let mut bytes = std::fs::read(&data).unwrap();
     let middle = bytes.len() / 2;
     for b in &mut bytes[middle..middle + 64] {
@@ -301,7 +303,11 @@ fn the_previous_graph_generation_is_kept_until_the_next_switch() {
     let third = current_dump(&dir);
     let mut kept = [files(&second), files(&third)].concat();
     kept.sort();
-    assert_eq!(dump_files(&dir), kept, "the one before the previous is gone");
+    assert_eq!(
+        dump_files(&dir),
+        kept,
+        "the one before the previous is gone"
+    );
 }
 
 /// A `size`x`size` PNG of seeded noise at `path`.
@@ -375,7 +381,10 @@ fn prompt_search_fills_k_past_withdrawn_records() {
         ids.dedup();
         assert_eq!(ids.len(), 20, "{mode:?}: {} hits", hits.len());
         for id in ids {
-            assert!(reader.text().contains(id).unwrap(), "{mode:?}: {id} is withdrawn");
+            assert!(
+                reader.text().contains(id).unwrap(),
+                "{mode:?}: {id} is withdrawn"
+            );
         }
     }
 }

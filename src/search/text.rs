@@ -1,19 +1,19 @@
 //! Prompt search over an opened index.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::fuse::{rrf, RRF_K};
 use crate::models::TextEmbedder;
-use crate::store::{IndexReader, VectorHit, VectorIndex};
+use crate::store::{IndexReader, TextHit, VectorHit, VectorIndex};
 use crate::{Error, Result};
 
 /// Which rankings a search uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SearchMode {
-    /// BM25 and semantic, fused by reciprocal rank.
+    /// BM25 and semantic, fused by reciprocal rank; prompts that are the query itself first.
     #[default]
     Hybrid,
     /// Nearest embeddings only.
@@ -114,7 +114,7 @@ pub fn search_prompts(
         .map(|(r, h)| (h.id, (r + 1, h.similarity)))
         .collect();
     let ranked: Vec<(u64, f32)> = match config.mode {
-        SearchMode::Hybrid => rrf(&[&bm25_ids, &semantic_ids], RRF_K),
+        SearchMode::Hybrid => exact_first(rrf(&[&bm25_ids, &semantic_ids], RRF_K), &bm25),
         SearchMode::Semantic => semantic.iter().map(|h| (h.id, h.similarity)).collect(),
         SearchMode::Bm25 => bm25.iter().map(|h| (h.id, h.score)).collect(),
     };
@@ -167,4 +167,14 @@ fn live_neighbours(
         }
         wanted *= 4;
     }
+}
+
+/// `fused` with the records whose prompt is the query itself first (as BM25 ranks them), so
+/// a near-duplicate that embeds a hair closer never displaces the exact prompt.
+fn exact_first(fused: Vec<(u64, f32)>, bm25: &[TextHit]) -> Vec<(u64, f32)> {
+    let exact: HashSet<u64> = bm25.iter().filter(|h| h.exact).map(|h| h.id).collect();
+    let (mut first, rest): (Vec<_>, Vec<_>) =
+        fused.into_iter().partition(|(id, _)| exact.contains(id));
+    first.extend(rest);
+    first
 }

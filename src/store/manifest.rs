@@ -76,7 +76,10 @@ impl Manifest {
 
     /// Writes `dir/manifest.json` atomically.
     pub fn write(&self, dir: &Path) -> Result<()> {
-        crate::fsio::write_atomic(&dir.join("manifest.json"), &serde_json::to_vec_pretty(self)?)
+        crate::fsio::write_atomic(
+            &dir.join("manifest.json"),
+            &serde_json::to_vec_pretty(self)?,
+        )
     }
 
     /// Fails unless an index with this manifest can be used with `expected`'s models.

@@ -15,12 +15,14 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 use tantivy::collector::{Count, TopDocs};
-use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
-use tantivy::schema::{Field, IndexRecordOption, Schema, Value, FAST, INDEXED, STORED, TEXT};
+use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::schema::{
+    Field, IndexRecordOption, Schema, Value, FAST, INDEXED, STORED, STRING, TEXT,
+};
 use tantivy::{doc, Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
 
 use super::catalog::Catalog;
-use crate::ingest::normalize_prompt;
+use crate::ingest::dedup_key;
 use crate::{Error, Result};
 
 /// Memory the writer may use before it flushes a segment.
@@ -43,6 +45,8 @@ pub struct TextHit {
     pub id: u64,
     /// BM25 score.
     pub score: f32,
+    /// True when the record's prompt is the query itself (up to case and spacing).
+    pub exact: bool,
 }
 
 /// The tantivy index of one promptdex index.
@@ -53,6 +57,14 @@ pub struct TextIndex {
     id: Field,
     prompt: Field,
     metadata: Field,
+    /// The prompt's de-duplication key (hex), so the query's own text is found exactly;
+    /// absent in indexes written before it was kept (a writer rebuilds those).
+    exact: Option<Field>,
+}
+
+/// The `exact` field's value for a prompt: its de-duplication key, hex.
+fn exact_key(prompt: &str) -> String {
+    hex::encode(dedup_key(prompt))
 }
 
 fn schema() -> Schema {
@@ -60,6 +72,7 @@ fn schema() -> Schema {
     builder.add_u64_field("id", INDEXED | STORED | FAST);
     builder.add_text_field("prompt", TEXT | STORED);
     builder.add_text_field("metadata", STORED);
+    builder.add_text_field("exact", STRING);
     builder.build()
 }
 
@@ -168,6 +181,7 @@ impl TextIndex {
             id: field("id")?,
             prompt: field("prompt")?,
             metadata: field("metadata")?,
+            exact: s.get_field("exact").ok(),
             index,
             reader,
         })
@@ -207,11 +221,16 @@ impl TextIndex {
             // Replaces any copy of the record (from a run that synced without its watermark),
             // so a document is never in the index twice.
             writer.delete_term(Term::from_field_u64(self.id, id));
-            writer.add_document(doc!(
+            let prompt = record.prompt().unwrap_or_default();
+            let mut document = doc!(
                 self.id => id,
-                self.prompt => record.prompt().unwrap_or_default(),
+                self.prompt => prompt,
                 self.metadata => serde_json::to_string(&record.metadata())?,
-            ))?;
+            );
+            if let (Some(exact), false) = (self.exact, prompt.is_empty()) {
+                document.add_text(exact, exact_key(prompt));
+            }
+            writer.add_document(document)?;
             added += 1;
         }
         let withdrawn = catalog.deletions(from.deletions, target.deletions)?;
@@ -253,39 +272,65 @@ impl TextIndex {
 
     /// The best `k` records for `query` by BM25: any of the words the prompt field's analyzer
     /// finds in `query`, scored together. The text is never read as query syntax, so the
-    /// parentheses, colons, quotes, `+` and ` - ` of SD prompts are just text.
+    /// parentheses, colons, quotes, `+` and ` - ` of SD prompts are just text. Records whose
+    /// prompt is the query itself (up to case and spacing) come first, with their BM25 score:
+    /// BM25 alone can rank a shorter or more repetitive prompt above the exact one.
     pub fn search(&self, query: &str, k: usize) -> Result<Vec<TextHit>> {
         let terms = self.terms(query)?;
         if k == 0 || terms.is_empty() {
             return Ok(Vec::new());
         }
-        let clauses: Vec<(Occur, Box<dyn Query>)> = terms
-            .into_iter()
-            .map(|term| {
-                let query = TermQuery::new(term, IndexRecordOption::WithFreqs);
-                (Occur::Should, Box::new(query) as Box<dyn Query>)
-            })
-            .collect();
+        let words = || -> Vec<(Occur, Box<dyn Query>)> {
+            terms
+                .iter()
+                .map(|term| {
+                    let query = TermQuery::new(term.clone(), IndexRecordOption::WithFreqs);
+                    (Occur::Should, Box::new(query) as Box<dyn Query>)
+                })
+                .collect()
+        };
         let searcher = self.reader.searcher();
-        let top = searcher.search(&BooleanQuery::new(clauses), &TopDocs::with_limit(k))?;
-        let wanted = normalize_prompt(query);
+        let mut hits = match self.exact {
+            Some(exact) => {
+                // The exact records, scored by the words alone (the key's own score is zeroed).
+                let key = TermQuery::new(
+                    Term::from_field_text(exact, &exact_key(query)),
+                    IndexRecordOption::Basic,
+                );
+                let mut clauses = words();
+                clauses.push((Occur::Must, Box::new(BoostQuery::new(Box::new(key), 0.0))));
+                let mut exact = self.top(&searcher, &BooleanQuery::new(clauses), k)?;
+                exact.iter_mut().for_each(|h| h.exact = true);
+                exact
+            }
+            None => Vec::new(),
+        };
+        let first: std::collections::HashSet<u64> = hits.iter().map(|h| h.id).collect();
+        let rest = self.top(&searcher, &BooleanQuery::new(words()), k + first.len())?;
+        hits.extend(rest.into_iter().filter(|h| !first.contains(&h.id)));
+        hits.truncate(k);
+        Ok(hits)
+    }
+
+    fn top(
+        &self,
+        searcher: &tantivy::Searcher,
+        query: &dyn Query,
+        k: usize,
+    ) -> Result<Vec<TextHit>> {
+        let top = searcher.search(query, &TopDocs::with_limit(k))?;
         let mut hits = Vec::with_capacity(top.len());
         for (score, address) in top {
             let doc: TantivyDocument = searcher.doc(address)?;
-            let exact = doc
-                .get_first(self.prompt)
-                .and_then(|v| v.as_str())
-                .is_some_and(|p| normalize_prompt(p) == wanted);
             if let Some(id) = doc.get_first(self.id).and_then(|v| v.as_u64()) {
-                hits.push((TextHit { id, score }, exact));
+                hits.push(TextHit {
+                    id,
+                    score,
+                    exact: false,
+                });
             }
         }
-        // Prompts with the same words score the same ("a cat, red" and "a cat red"): among
-        // equal scores the query's own text comes first.
-        hits.sort_by(|(a, a_exact), (b, b_exact)| {
-            b.score.total_cmp(&a.score).then(b_exact.cmp(a_exact))
-        });
-        Ok(hits.into_iter().map(|(hit, _)| hit).collect())
+        Ok(hits)
     }
 
     /// The prompt field's terms in `text`, as its analyzer cuts them (repeats kept: a word

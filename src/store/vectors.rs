@@ -100,12 +100,9 @@ const REBUILD_HINT: &str =
 fn read_state(dir: &Path) -> Result<Option<State>> {
     let path = dir.join("state.json");
     match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            Error::index(
-                dir,
-                format!("vector graph state.json is damaged ({e})"),
-            )
-        }),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::index(dir, format!("vector graph state.json is damaged ({e})"))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(path, e)),
     }
@@ -147,11 +144,7 @@ fn check_dump(dir: &Path, state: &State) -> Result<()> {
         let damaged = |what: String| {
             Error::index(
                 dir,
-                format!(
-                    "vector graph {}: {} {what}",
-                    state.basename,
-                    path.display()
-                ),
+                format!("vector graph {}: {} {what}", state.basename, path.display()),
             )
         };
         if !path.is_file() {
@@ -230,12 +223,8 @@ fn load_graph(dir: &Path, state: &State) -> Result<Hnsw<'static, f32, UnitDot>> 
         let io = io;
         io.load_hnsw::<f32, UnitDot>()
     };
-    let damaged = |what: String| {
-        Error::index(
-            dir,
-            format!("vector graph {} {what}", state.basename),
-        )
-    };
+    let damaged =
+        |what: String| Error::index(dir, format!("vector graph {} {what}", state.basename));
     match catch_unwind(AssertUnwindSafe(load)) {
         Ok(Ok(hnsw)) if hnsw.get_nb_point() == state.points => Ok(hnsw),
         Ok(Ok(hnsw)) => Err(damaged(format!(
