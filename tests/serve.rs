@@ -452,3 +452,124 @@ fn a_client_that_never_finishes_its_headers_is_cut_off() {
     );
     assert_healthy(&server, "a stalled client");
 }
+
+/// Records added while the server runs are served within seconds: `import` adds a prompt to the
+/// index a running server opened, the server reopens its readers (the next generation in
+/// `/api/stats`), and every request sent meanwhile (searches, stats) is answered, none
+/// dropped.
+#[test]
+fn prompts_imported_while_serving_are_found_within_seconds() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    let index = build_small_index("follow");
+    let server = Server::start(&index, &[]);
+    let before = server.get("/api/stats").json();
+
+    let prompt = "a lighthouse made of marzipan on a licorice cliff, zebra striped sky";
+    let query = "/api/search?q=marzipan+lighthouse+licorice&k=1&mode=";
+    let top = |mode: &str| -> Value {
+        let reply = server.get(&format!("{query}{mode}"));
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        reply.json()[0]["prompt"].clone()
+    };
+    assert_ne!(top("bm25"), prompt);
+
+    let stop = AtomicBool::new(false);
+    let addr = server.addr;
+    let (found_after, replies) = std::thread::scope(|scope| {
+        // Requests all through the import and the swap.
+        let clients: Vec<_> = (0..4)
+            .map(|i| {
+                let stop = &stop;
+                scope.spawn(move || {
+                    let mut statuses = Vec::new();
+                    let started = Instant::now();
+                    while !stop.load(Ordering::Relaxed)
+                        && started.elapsed() < Duration::from_secs(120)
+                    {
+                        let target = if i == 0 {
+                            "/api/stats".to_string()
+                        } else {
+                            format!("/api/search?q=castle+{i}&k=5&mode=hybrid")
+                        };
+                        let reply = request(addr, "GET", &target, &[], &[]);
+                        statuses.push((target, reply.status));
+                    }
+                    statuses
+                })
+            })
+            .collect();
+        let corpus = index.with_extension("new.tsv");
+        std::fs::write(&corpus, format!("prompt\n{prompt}\n")).unwrap();
+        let out = common::promptdex(
+            &[
+                "import",
+                corpus.to_str().unwrap(),
+                "--index",
+                index.to_str().unwrap(),
+            ],
+            &common::root(),
+        );
+        assert!(out.status.success(), "import: {}", common::stderr(&out));
+        let imported = Instant::now();
+        while top("bm25") != prompt && imported.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let found_after = imported.elapsed();
+        // Keep the clients going a little past the swap.
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::Relaxed);
+        let replies: Vec<(String, u16)> = clients
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect();
+        (found_after, replies)
+    });
+    assert_eq!(
+        top("bm25"),
+        prompt,
+        "not found {found_after:?} after the import"
+    );
+    assert!(
+        found_after < Duration::from_secs(10),
+        "found only after {found_after:?}"
+    );
+    assert_eq!(top("semantic"), prompt, "the prompt graph was not reopened");
+    assert_eq!(top("hybrid"), prompt);
+    let failed: Vec<_> = replies.iter().filter(|(_, s)| *s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        replies.len()
+    );
+    assert!(
+        replies.len() >= 8,
+        "only {} requests went through",
+        replies.len()
+    );
+
+    let after = server.get("/api/stats").json();
+    assert_eq!(before["index"]["generation"], 0, "{before}");
+    assert!(
+        after["index"]["generation"].as_u64().unwrap() >= 1,
+        "{after}"
+    );
+    let records = |stats: &Value| stats["index"]["watermark"]["records"].as_u64().unwrap();
+    assert_eq!(records(&after), records(&before) + 1, "{after}");
+    assert_eq!(
+        after["index"]["records"].as_u64().unwrap(),
+        before["index"]["records"].as_u64().unwrap() + 1,
+        "{after}"
+    );
+    eprintln!(
+        "found {found_after:?} after the import; {} requests meanwhile, all answered",
+        replies.len()
+    );
+}

@@ -21,6 +21,7 @@ pub mod modifiers;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use image::RgbImage;
@@ -249,10 +250,12 @@ pub struct Models {
 /// Writes prompts for images from one index and its models.
 pub struct Generator {
     index: IndexReader,
-    models: Models,
-    class_vectors: Vec<Vec<f32>>,
+    /// Shared with the generators over later openings of the index ([`Generator::with_index`]),
+    /// as are the vectors below.
+    models: Arc<Models>,
+    class_vectors: Arc<Vec<Vec<f32>>>,
     /// The vocabulary phrases in a text-aligned encoder's space (empty otherwise).
-    vocabulary_vectors: Vec<Vec<f32>>,
+    vocabulary_vectors: Arc<Vec<Vec<f32>>>,
     config: GenerateConfig,
 }
 
@@ -296,10 +299,31 @@ impl Generator {
         };
         Ok(Self {
             index,
-            models,
-            class_vectors,
-            vocabulary_vectors,
+            models: Arc::new(models),
+            class_vectors: Arc::new(class_vectors),
+            vocabulary_vectors: Arc::new(vocabulary_vectors),
             config,
+        })
+    }
+
+    /// A generator over `index`, the same index directory opened again (to see records added
+    /// since), with this one's models, cached vectors and configuration.
+    pub fn with_index(&self, index: IndexReader) -> Result<Self> {
+        if index.dir() != self.index.dir() {
+            return Err(Error::index(
+                index.dir(),
+                format!(
+                    "is not the index {} was opened on",
+                    self.index.dir().display()
+                ),
+            ));
+        }
+        Ok(Self {
+            index,
+            models: Arc::clone(&self.models),
+            class_vectors: Arc::clone(&self.class_vectors),
+            vocabulary_vectors: Arc::clone(&self.vocabulary_vectors),
+            config: self.config.clone(),
         })
     }
 

@@ -73,7 +73,7 @@ pub async fn search(State(app): State<Arc<AppState>>, uri: Uri) -> ApiResult<Res
             )))
         }
     };
-    let generator = Arc::clone(&app.generator);
+    let generator = app.generator();
     let config = SearchConfig {
         k,
         mode,
@@ -103,13 +103,13 @@ pub async fn search_image(
 ) -> ApiResult<Response> {
     let query = Query::parse(uri.query())?;
     let k = query.number("k", 12, 1, MAX_K)?;
-    if app.generator.index().manifest().image_model.is_none() {
+    let generator = app.generator();
+    if generator.index().manifest().image_model.is_none() {
         return Err(ApiError::not_found(
             "the index holds no images; add some with `promptdex index FOLDER`",
         ));
     }
     let upload = read_upload(&headers, body, app.limits.max_upload, app.limits.timeout).await?;
-    let generator = Arc::clone(&app.generator);
     let limits = app.limits.decode.clone();
     let found = app
         .inference
@@ -144,7 +144,7 @@ pub async fn generate(
     let query = Query::parse(uri.query())?;
     let use_metadata = query.flag("metadata", true)?;
     let upload = read_upload(&headers, body, app.limits.max_upload, app.limits.timeout).await?;
-    let generator = Arc::clone(&app.generator);
+    let generator = app.generator();
     let limits = app.limits.decode.clone();
     let generated = app
         .inference
@@ -167,16 +167,19 @@ fn decode_upload(upload: &Upload, limits: &ImageIndexConfig) -> Result<RgbImage>
     decode(Path::new(&upload.name), &upload.bytes, limits)
 }
 
-/// `GET /api/stats`: the index (records, prompts, images, bytes on disk), the models loaded,
-/// what is missing, and the work pools' counters.
+/// `GET /api/stats`: the index (records, prompts, images, bytes on disk, the generation served
+/// and its watermark), the models loaded, what is missing, and the work pools' counters.
 pub async fn stats(State(app): State<Arc<AppState>>) -> ApiResult<Response> {
-    let generator = &app.generator;
+    let served = app.served();
+    let generator = &served.generator;
     let index = generator.index();
     let models = generator.models();
     json_response(&json!({
         "index": {
             "dir": index.dir(),
-            "bytes": app.index_bytes,
+            "bytes": served.index_bytes,
+            "generation": served.generation,
+            "watermark": served.watermark,
             "records": index.text().num_docs(),
             "prompts": index.vectors().map_or(0, |v| v.len()),
             "images": index.image_vectors().map_or(0, |v| v.len()),

@@ -1,14 +1,15 @@
 //! Serve: the HTTP API and the web page over one index (`promptdex serve`).
 //!
 //! The models are loaded once, the index is opened read-only (no writer lock, so several
-//! servers can share it), and model work runs on fixed thread pools with bounded queues,
-//! never on the async runtime.
+//! servers can share it) and reopened when it moves on (records added while the server runs
+//! are served within seconds, see [`reload`]), and model work runs on fixed thread pools with
+//! bounded queues, never on the async runtime.
 //!
 //! | route | answer |
 //! |---|---|
 //! | `GET /` | the page (HTML, JS and CSS bundled into the binary) |
 //! | `GET /healthz` | `{"status":"ok"}` |
-//! | `GET /api/stats` | records, models, index size, pool counters |
+//! | `GET /api/stats` | records, the index generation served, models, index size, pool counters |
 //! | `GET /api/search?q=&k=&mode=` | `search --json`: a list of prompt hits |
 //! | `POST /api/search/image?k=` | `search --image --json`: nearest images and prompts |
 //! | `POST /api/generate?metadata=` | one `generate --json` result (the `Generated` object) |
@@ -23,18 +24,22 @@
 //! - [`upload`]: reading an uploaded image (raw or multipart) within limits.
 //! - [`api`]: the JSON handlers.
 //! - [`images`]: indexed images and thumbnails by record id.
+//! - [`reload`]: following the index as writers add to it.
 //! - [`page`]: the static page.
 
 pub mod api;
 pub mod error;
+#[cfg(test)]
+mod fuzz;
 pub mod images;
 pub mod page;
 pub mod pool;
 pub mod query;
+pub mod reload;
 pub mod upload;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,6 +59,7 @@ use crate::generate::{open_generator, GenerateConfig, Generator, LoadOptions};
 use crate::{Error, Result};
 use error::ApiError;
 use pool::Pool;
+use reload::{Following, Served};
 
 /// How to serve.
 #[derive(Debug, Clone)]
@@ -83,6 +89,9 @@ pub struct ServeConfig {
     /// Longest a client may take to send a request's headers (slow clients hold a connection
     /// and nothing else).
     pub header_timeout: Duration,
+    /// How often the index is checked for new records (zero: never; the index opened at
+    /// start is served throughout).
+    pub reload_interval: Duration,
 }
 
 impl Default for ServeConfig {
@@ -102,6 +111,8 @@ impl Default for ServeConfig {
             queue: 32,
             timeout: Duration::from_secs(60),
             header_timeout: Duration::from_secs(10),
+            // A few small file reads per check; new records show within seconds.
+            reload_interval: Duration::from_secs(2),
         }
     }
 }
@@ -119,8 +130,8 @@ pub struct Limits {
 
 /// What every handler shares.
 pub struct AppState {
-    /// The index and models.
-    pub generator: Arc<Generator>,
+    /// The index generation being served, with the models.
+    pub following: Arc<Following>,
     /// Image work: generation, search by image.
     pub inference: Pool,
     /// Text searches (a query embedding each), kept apart so typing stays quick while images
@@ -130,8 +141,6 @@ pub struct AppState {
     pub files: Pool,
     /// Limits.
     pub limits: Limits,
-    /// Bytes the index takes on disk (at start).
-    pub index_bytes: u64,
     /// When the server started.
     pub started: Instant,
     /// Thumbnails made so far.
@@ -150,9 +159,8 @@ impl AppState {
             Pool::new(name, workers, queue)
                 .map_err(|e| Error::Invalid(format!("cannot start the {name} workers: {e}")))
         };
-        let index_bytes = dir_size(generator.index().dir());
         Ok(Self {
-            generator: Arc::new(generator),
+            following: Arc::new(Following::new(Served::first(generator)?)),
             inference: pool("inference", workers, config.queue)?,
             search: pool("search", workers, config.queue * 2)?,
             files: pool("files", workers, config.queue * 4)?,
@@ -166,10 +174,19 @@ impl AppState {
                     ..ImageIndexConfig::default()
                 },
             },
-            index_bytes,
             started: Instant::now(),
             thumbnails: images::Thumbnails::default(),
         })
+    }
+
+    /// The index generation to answer a request with (requests in flight keep theirs).
+    pub fn served(&self) -> Arc<Served> {
+        self.following.current()
+    }
+
+    /// The current generation's generator.
+    pub fn generator(&self) -> Arc<Generator> {
+        Arc::clone(&self.served().generator)
     }
 }
 
@@ -242,17 +259,6 @@ async fn json_errors(mut response: Response) -> Response {
     json
 }
 
-/// Bytes under `dir`, counted once at start.
-fn dir_size(dir: &Path) -> u64 {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.len())
-        .sum()
-}
-
 /// Loads the models and the index, listens on `config.addr`, prints
 /// `listening on http://ADDR` on stdout once ready, and serves until Ctrl-C or SIGTERM.
 pub fn run(config: &ServeConfig, progress: &mut dyn FnMut(&str)) -> Result<()> {
@@ -264,6 +270,10 @@ pub fn run(config: &ServeConfig, progress: &mut dyn FnMut(&str)) -> Result<()> {
         progress,
     )?;
     let state = Arc::new(AppState::new(generator, config)?);
+    if !config.reload_interval.is_zero() {
+        reload::spawn_follower(Arc::downgrade(&state.following), config.reload_interval)
+            .map_err(|e| Error::Invalid(format!("cannot start the index follower: {e}")))?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         // Handlers only parse, wait and copy: the heavy work is on the pools.
         .worker_threads(2)

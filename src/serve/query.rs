@@ -98,4 +98,74 @@ mod tests {
         assert!(q.number("j", 10, 1, 1000).is_err());
         assert!(q.flag("f", false).is_err());
     }
+
+    mod fuzz {
+        use std::collections::BTreeMap;
+
+        use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+        use proptest::prelude::*;
+
+        use super::super::Query;
+        use crate::serve::fuzz::{config, timed};
+
+        /// Query-string-ish text: the characters that mean something (`&`, `=`, `+`, `%`,
+        /// hex digits) far more often than chance would give them, plus any character.
+        fn query_text() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                Just("&".to_string()),
+                Just("=".to_string()),
+                Just("+".to_string()),
+                "%[0-9a-fA-F]{0,2}",
+                "%[cdefCDEF][0-9a-fA-F]%[89abAB][0-9a-fA-F]",
+                "[a-z0-9]{1,6}",
+                any::<char>().prop_map(String::from),
+            ];
+            proptest::collection::vec(piece, 0..40).prop_map(|p| p.concat())
+        }
+
+        proptest! {
+            #![proptest_config(config(1000))]
+
+            /// Any query string parses or is refused as a 400; the values it gives can be
+            /// asked for as numbers and flags without a panic.
+            #[test]
+            fn any_query_string_is_parsed_or_refused(raw in query_text()) {
+                timed("a query string", || match Query::parse(Some(&raw)) {
+                    Ok(q) => {
+                        for name in q.pairs.keys() {
+                            let _ = q.number(name, 10, 1, 1000);
+                            let _ = q.flag(name, true);
+                        }
+                    }
+                    Err(e) => assert_eq!(e.status, 400),
+                });
+            }
+
+            /// Pairs encoded as a browser would come back exactly.
+            #[test]
+            fn encoded_pairs_round_trip(
+                pairs in proptest::collection::btree_map(".{1,12}", ".{0,40}", 0..8)
+            ) {
+                let encode = |t: &str| utf8_percent_encode(t, NON_ALPHANUMERIC).to_string();
+                let raw: Vec<String> = pairs
+                    .iter()
+                    .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+                    .collect();
+                let q = Query::parse(Some(&raw.join("&"))).unwrap();
+                let got: BTreeMap<String, String> = q.pairs.into_iter().collect();
+                prop_assert_eq!(got, pairs);
+            }
+
+            /// Escaped bytes are accepted exactly when they are UTF-8.
+            #[test]
+            fn escaped_bytes_must_be_utf8(bytes in proptest::collection::vec(any::<u8>(), 0..24)) {
+                let escaped: String = bytes.iter().map(|b| format!("%{b:02X}")).collect();
+                let parsed = Query::parse(Some(&format!("q={escaped}")));
+                match std::str::from_utf8(&bytes) {
+                    Ok(text) => prop_assert_eq!(parsed.unwrap().get("q").map(str::to_owned), Some(text.to_owned())),
+                    Err(_) => prop_assert_eq!(parsed.unwrap_err().status, 400),
+                }
+            }
+        }
+    }
 }

@@ -1217,8 +1217,14 @@ fn argmax(row: &[f32], banned: Option<usize>) -> usize {
 /// the second by up to 9 levels.
 ///
 /// The passes are the `image` crate's (f32): on BLIP's test image, which is enlarged
-/// vertically, they land closer to Pillow than [`crate::models::image::preprocess::resize_catmull_rom`]'s
-/// fixed point (max 1 level against 2); the encoders' shrinking resizes use the faster one.
+/// vertically, they land closer to Pillow than `fast_image_resize`'s fixed point (max 1 level
+/// against 2); the encoders' shrinking resizes ([`crate::models::image::preprocess`]) use the
+/// faster one.
+///
+/// The first pass's output is `size` wide and as tall as the source, so for a narrow, tall
+/// image (narrower than `size` and over 4 times `size` high, e.g. 1 x 8192) that order
+/// would cost far more than the image itself: there the vertical pass goes first, which gives
+/// the same square up to the rounding between the passes.
 pub fn resize_square(image: &RgbImage, size: u32) -> Result<RgbImage> {
     let (w, h) = image.dimensions();
     if w == 0 || h == 0 || size == 0 {
@@ -1226,8 +1232,22 @@ pub fn resize_square(image: &RgbImage, size: u32) -> Result<RgbImage> {
             "cannot resize a {w}x{h} image to {size}"
         )));
     }
-    let rows = imageops::resize(image, size, h, FilterType::CatmullRom);
-    Ok(imageops::resize(&rows, size, size, FilterType::CatmullRom))
+    let first = if vertical_first(w, h, size) {
+        imageops::resize(image, w, size, FilterType::CatmullRom)
+    } else {
+        imageops::resize(image, size, h, FilterType::CatmullRom)
+    };
+    Ok(imageops::resize(&first, size, size, FilterType::CatmullRom))
+}
+
+/// How many times `size` a source narrower than `size` may be tall before [`resize_square`]
+/// runs its vertical pass first (the first pass's output then stays under `TALL size^2` pixels).
+const TALL: u64 = 4;
+
+/// Whether [`resize_square`] resizes `w x h` vertically first: when Pillow's order (horizontal
+/// first) would make an intermediate larger than both the source and `TALL size^2` pixels.
+fn vertical_first(w: u32, h: u32, size: u32) -> bool {
+    w < size && h as u64 > TALL * size as u64
 }
 
 /// `BlipImageProcessor`'s preprocessing: each image resized to `size x size` ([`resize_square`],

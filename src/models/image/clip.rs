@@ -555,8 +555,9 @@ pub fn resize_center_crop(image: &RgbImage, size: u32) -> Result<RgbImage> {
 }
 
 /// The shorter side becomes `size`, the longer `floor(long * size / short)` (at least `size`).
-fn floor_dims(w: u32, h: u32, size: u32) -> (u32, u32) {
-    let long = |l: u32, s: u32| ((l as u64 * size as u64 / s as u64) as u32).max(size);
+fn floor_dims(w: u32, h: u32, size: u32) -> (u64, u64) {
+    let size = size as u64;
+    let long = |l: u32, s: u32| (l as u64 * size / s as u64).max(size);
     if h < w {
         (long(w, h), size)
     } else {
