@@ -716,7 +716,7 @@ fn index_folder(root: &Path, args: IndexArgs) -> Result<()> {
     writeln!(
         out,
         "{}: {} images ({} new, {} changed, {} unchanged, {} vanished, {} with a prompt), \
-         {} other files skipped, {} errors; {:.1} s ({:.1} images/s)",
+         {} other files skipped, {} errors, {} metadata warnings; {:.1} s ({:.1} images/s)",
         args.folder.display(),
         report.found,
         report.added,
@@ -726,6 +726,7 @@ fn index_folder(root: &Path, args: IndexArgs) -> Result<()> {
         report.with_prompt,
         report.skipped_other,
         report.errors.len(),
+        report.warnings.len(),
         report.seconds,
         (report.added + report.changed) as f64 / report.seconds.max(1e-9)
     )?;
@@ -940,6 +941,9 @@ fn generate(root: &Path, args: GenerateArgs) -> Result<()> {
 fn print_generated(out: &mut dyn Write, path: &Path, g: &Generated) -> Result<()> {
     writeln!(out, "{}", path.display())?;
     writeln!(out, "  prompt: {}", g.prompt)?;
+    for warning in &g.warnings {
+        writeln!(out, "  warning: {warning}")?;
+    }
     match g.source {
         promptdex::generate::Source::Embedded => {
             let location = g.embedded.as_ref().map_or("", |e| e.location.as_str());

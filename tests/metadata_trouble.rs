@@ -9,21 +9,10 @@ mod common;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use common::{promptdex, stderr, stdout};
+use common::{png_chunk as chunk, promptdex, stderr, stdout};
 use promptdex::ingest::MAX_PROMPT_BYTES;
 use promptdex::store::{path_key, Catalog};
 use serde_json::Value;
-
-fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
-    let mut crc = flate2::Crc::new();
-    crc.update(kind);
-    crc.update(data);
-    let mut out = (data.len() as u32).to_be_bytes().to_vec();
-    out.extend_from_slice(kind);
-    out.extend_from_slice(data);
-    out.extend_from_slice(&crc.sum().to_be_bytes());
-    out
-}
 
 /// A real 96x64 PNG (a gradient, tinted by `seed`) with `extra` chunks before its `IEND`.
 fn png(seed: u8, extra: &[Vec<u8>]) -> Vec<u8> {

@@ -573,3 +573,54 @@ fn prompts_imported_while_serving_are_found_within_seconds() {
         replies.len()
     );
 }
+
+/// A real PNG with a `tEXt` chunk `keyword` holding `text` (CRC correct), before `IEND`.
+fn png_with_text(keyword: &str, text: &str) -> Vec<u8> {
+    let image = image::RgbImage::from_fn(80, 60, |x, y| image::Rgb([x as u8 * 3, y as u8 * 4, 90]));
+    let mut bytes = Vec::new();
+    image
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+    let data = [keyword.as_bytes(), b"\0", text.as_bytes()].concat();
+    let chunk = common::png_chunk(b"tEXt", &data);
+    let iend = bytes.len() - 12;
+    bytes.splice(iend..iend, chunk);
+    bytes
+}
+
+/// An upload whose metadata is broken (malformed JSON, a chunk over the metadata limit) is
+/// generated from its pixels, with a warning naming the chunk, as `index` and `generate` do.
+#[test]
+fn uploads_with_broken_metadata_are_generated_with_a_warning() {
+    let server = Server::start(index(), &[]);
+    let huge = format!("{{\"nodes\": [], \"pad\": \"{}\"}}", "x".repeat(2 << 20));
+    for (name, png) in [
+        (
+            "malformed",
+            png_with_text("prompt", "{\"1\": {\"class_type\": "),
+        ),
+        ("huge", png_with_text("workflow", &huge)),
+    ] {
+        let reply = server.post("/api/generate", &png);
+        assert_eq!(
+            reply.status,
+            200,
+            "{name}: {}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        let body = reply.json();
+        assert_eq!(body["source"], "ensemble", "{name}: {body}");
+        assert!(!body["prompt"].as_str().unwrap().is_empty(), "{name}");
+        let warnings = body["warnings"].as_array().unwrap();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.as_str().unwrap().contains("tEXt")),
+            "{name}: {warnings:?}"
+        );
+    }
+    assert_healthy(&server, "uploads with broken metadata");
+}

@@ -21,7 +21,7 @@ use super::upload::{read_upload, Upload};
 use super::AppState;
 use crate::build::{decode, ImageIndexConfig};
 use crate::generate::Exclude;
-use crate::ingest::read_embedded_prompt_bytes;
+use crate::ingest::read_metadata_bytes;
 use crate::search::{search_by_image, search_prompts, SearchConfig, SearchMode};
 use crate::{Error, Result};
 
@@ -151,12 +151,15 @@ pub async fn generate(
         .run(move || {
             let image = decode_upload(&upload, &limits)?;
             use image::ImageFormat::{Jpeg, Png, WebP};
-            let embedded = if use_metadata && matches!(upload.format, Png | Jpeg | WebP) {
-                read_embedded_prompt_bytes(&upload.name, &upload.bytes)?
-            } else {
-                None
-            };
-            generator.generate(&image, embedded, &Exclude::none())
+            // Metadata trouble is a warning in the answer, never a refused upload.
+            let read = (use_metadata && matches!(upload.format, Png | Jpeg | WebP))
+                .then(|| read_metadata_bytes(&upload.name, &upload.bytes));
+            let embedded = read.as_ref().and_then(|r| r.prompt.clone());
+            let mut generated = generator.generate(&image, embedded, &Exclude::none())?;
+            if let Some(read) = read {
+                generated.warnings = read.warnings.iter().map(ToString::to_string).collect();
+            }
+            Ok::<_, Error>(generated)
         })
         .await??;
     json_response(&generated)
