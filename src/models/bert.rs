@@ -1,6 +1,6 @@
 //! A BERT encoder for sentence embedding on plain f32 buffers, written for CPU throughput.
 //!
-//! Same weights and names as Hugging Face `BertModel` (and candle-transformers' `bert`), same
+//! Same weights and names as Hugging Face `BertModel`, same
 //! arithmetic up to float rounding, built from the parts of [`crate::models::transformer`]
 //! (BLIP's text decoder runs the same post-norm layers):
 //! - the query, key and value projections run as one matrix product, the attention scale
@@ -17,10 +17,42 @@
 //! Reference: <https://github.com/huggingface/transformers/blob/main/src/transformers/models/bert/modeling_bert.py>
 
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{Config, HiddenAct};
+use serde::Deserialize;
 
 use crate::models::transformer::{add_norm, attend, Activation, Dense, Norm};
 use crate::Result;
+
+/// The fields of a BERT checkpoint's `config.json` this encoder reads (`transformers`'
+/// `BertConfig`; the others, dropout rates and the like, do not change inference).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    /// Word-piece vocabulary size.
+    pub vocab_size: usize,
+    /// Width of every token's hidden state.
+    pub hidden_size: usize,
+    /// Encoder layers.
+    pub num_hidden_layers: usize,
+    /// Attention heads per layer.
+    pub num_attention_heads: usize,
+    /// Width of the feed-forward layer.
+    pub intermediate_size: usize,
+    /// The feed-forward activation; only `gelu` (the exact, erf GELU) is implemented.
+    pub hidden_act: String,
+    /// Longest sequence the position table covers.
+    pub max_position_embeddings: usize,
+    /// Token-type (segment) table size.
+    pub type_vocab_size: usize,
+    /// Layer-norm epsilon.
+    pub layer_norm_eps: f64,
+    /// How positions are embedded; only `absolute` is implemented.
+    #[serde(default = "absolute")]
+    pub position_embedding_type: String,
+}
+
+/// `transformers`' default position embedding.
+fn absolute() -> String {
+    "absolute".into()
+}
 
 /// One post-norm layer: `x = norm(x + attention(x))`, then `x = norm(x + mlp(x))`.
 struct Layer {
@@ -92,10 +124,16 @@ impl Bert {
     /// Loads a BERT checkpoint (with or without the `bert.` prefix); the activation must be
     /// the exact GELU.
     pub fn load(vb: VarBuilder, cfg: &Config) -> Result<Self> {
-        if !matches!(cfg.hidden_act, HiddenAct::Gelu) {
+        if cfg.hidden_act != "gelu" {
             return Err(crate::Error::Invalid(format!(
                 "unsupported activation {:?}: this encoder implements the exact GELU",
                 cfg.hidden_act
+            )));
+        }
+        if cfg.position_embedding_type != "absolute" {
+            return Err(crate::Error::Invalid(format!(
+                "unsupported position embedding {:?}: this encoder implements absolute positions",
+                cfg.position_embedding_type
             )));
         }
         let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
@@ -203,5 +241,45 @@ impl Bert {
         l.up.forward(x, mlp, false, threads);
         Activation::Gelu.apply(mlp);
         add_norm(&l.down, &l.out_norm, mlp, x, &mut s.normed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device};
+
+    use super::*;
+
+    /// A tiny `config.json` with `extra` fields added (or overriding).
+    fn config(extra: serde_json::Value) -> Config {
+        let mut json = serde_json::json!({
+            "vocab_size": 11, "hidden_size": 8, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "intermediate_size": 16, "hidden_act": "gelu",
+            "max_position_embeddings": 6, "type_vocab_size": 2, "layer_norm_eps": 1e-12,
+            "hidden_dropout_prob": 0.1, "model_type": "bert"
+        });
+        json.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn load(cfg: &Config) -> Result<Bert> {
+        Bert::load(VarBuilder::zeros(DType::F32, &Device::Cpu), cfg)
+    }
+
+    #[test]
+    fn configs_this_encoder_cannot_run_are_refused_by_name() {
+        let plain = config(serde_json::json!({}));
+        assert_eq!(plain.position_embedding_type, "absolute");
+        assert!(load(&plain).is_ok());
+        let err = load(&config(serde_json::json!({"hidden_act": "gelu_new"})))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("unsupported activation \"gelu_new\""), "{err}");
+        let relative = config(serde_json::json!({"position_embedding_type": "relative_key"}));
+        let err = load(&relative).err().unwrap().to_string();
+        assert!(err.contains("\"relative_key\""), "{err}");
     }
 }

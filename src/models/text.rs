@@ -16,9 +16,8 @@ use std::sync::Mutex;
 
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::Config;
 
-use super::bert::Bert;
+use super::bert::{Bert, Config};
 use super::l2_normalize;
 use tokenizers::{Tokenizer, TruncationParams};
 
