@@ -9,6 +9,10 @@
 //! the few seconds per parser `cargo test` spends, e.g.
 //! `PROMPTDEX_FUZZ_CASES=20000 cargo test --release --test fuzz_ingest -- --nocapture`.
 
+#[path = "common/png.rs"]
+mod png;
+
+use png::png_chunk as chunk;
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -91,17 +95,6 @@ fn check_read(read: &Metadata) {
 }
 
 // --- containers ------------------------------------------------------------------------
-
-fn chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut crc = flate2::Crc::new();
-    crc.update(kind);
-    crc.update(data);
-    let mut out = (data.len() as u32).to_be_bytes().to_vec();
-    out.extend_from_slice(kind);
-    out.extend_from_slice(data);
-    out.extend_from_slice(&crc.sum().to_be_bytes());
-    out
-}
 
 const IHDR: [u8; 13] = [0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0];
 

@@ -4,6 +4,10 @@
 //! limit, and the A1111 `parameters` parser on its own.
 #![recursion_limit = "256"]
 
+#[path = "common/png.rs"]
+mod png;
+
+use png::png_chunk;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -393,17 +397,6 @@ fn sidecars() {
 }
 
 // --- malformed files ---------------------------------------------------------------------
-
-fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
-    let mut crc = flate2::Crc::new();
-    crc.update(kind);
-    crc.update(data);
-    let mut out = (data.len() as u32).to_be_bytes().to_vec();
-    out.extend_from_slice(kind);
-    out.extend_from_slice(data);
-    out.extend_from_slice(&crc.sum().to_be_bytes());
-    out
-}
 
 fn zlib(data: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());

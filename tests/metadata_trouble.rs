@@ -9,7 +9,8 @@ mod common;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use common::{png_chunk as chunk, promptdex, stderr, stdout};
+use common::png::png_chunk as chunk;
+use common::{promptdex, stderr, stdout};
 use promptdex::ingest::MAX_PROMPT_BYTES;
 use promptdex::store::{path_key, Catalog};
 use serde_json::Value;

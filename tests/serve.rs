@@ -585,7 +585,7 @@ fn png_with_text(keyword: &str, text: &str) -> Vec<u8> {
         )
         .unwrap();
     let data = [keyword.as_bytes(), b"\0", text.as_bytes()].concat();
-    let chunk = common::png_chunk(b"tEXt", &data);
+    let chunk = common::png::png_chunk(b"tEXt", &data);
     let iend = bytes.len() - 12;
     bytes.splice(iend..iend, chunk);
     bytes

@@ -119,12 +119,16 @@ struct Prepared {
     replaces: Option<(u64, ImageRecord)>,
 }
 
-/// Reads, hashes and decodes one file; `None` image when only its mtime changed.
-fn prepare(
+/// A file to read: new, or changed since its record (given); with its label, if any.
+struct Todo {
     file: ImageFile,
     old: Option<(u64, ImageRecord)>,
-    config: &ImageIndexConfig,
-) -> Result<Prepared> {
+    label: Option<String>,
+}
+
+/// Reads, hashes and decodes one file; `None` image when only its mtime changed.
+fn prepare(todo: &Todo, config: &ImageIndexConfig) -> Result<Prepared> {
+    let (file, old) = (todo.file.clone(), todo.old.clone());
     let path = file.path.clone();
     if file.size > config.max_file_bytes {
         return Err(Error::input(
@@ -154,10 +158,7 @@ fn prepare(
             });
         }
     }
-    let label = std::fs::canonicalize(&path)
-        .ok()
-        .and_then(|p| config.labels.get(&p));
-    let (prompt, warnings) = match label {
+    let (prompt, warnings) = match &todo.label {
         Some(prompt) => (
             Some(EmbeddedPrompt::new(Provenance::LabelFile, prompt.clone())),
             Vec::new(),
@@ -236,7 +237,7 @@ pub fn index_images(
     let plan = plan_files(writer.catalog(), walk.images, config, &mut report)?;
     report.vanished = withdraw_vanished(writer.catalog(), root, &plan.seen, &unreadable)?;
     let mut refresh = plan.refresh;
-    let mut matched = plan.matched;
+    let matched = plan.matched;
 
     progress.start(plan.todo.len());
     let mut run = Run {
@@ -249,7 +250,7 @@ pub fn index_images(
         done: 0,
     };
     for chunk in plan.todo.chunks(config.batch.max(1)) {
-        run.chunk(chunk, &mut refresh, &mut matched, &mut report)?;
+        run.chunk(chunk, &mut refresh, &mut report)?;
     }
     let writer = run.writer;
     for batch in refresh.chunks(config.batch.max(1)) {
@@ -292,23 +293,18 @@ impl Run<'_> {
     /// a refresh are added to `refresh`.
     fn chunk(
         &mut self,
-        chunk: &[(ImageFile, Option<(u64, ImageRecord)>)],
+        chunk: &[Todo],
         refresh: &mut Vec<Refresh>,
-        matched: &mut HashSet<PathBuf>,
         report: &mut ImageIndexReport,
     ) -> Result<()> {
         let config = self.config;
-        let prepared: Vec<(PathBuf, Result<Prepared>)> = chunk
+        let prepared: Vec<(&Todo, Result<Prepared>)> = chunk
             .par_iter()
-            .map(|(file, old)| {
-                (
-                    file.path.clone(),
-                    prepare(file.clone(), old.clone(), config),
-                )
-            })
+            .map(|todo| (todo, prepare(todo, config)))
             .collect();
         let mut fresh = Vec::new();
-        for (path, item) in prepared {
+        for (todo, item) in prepared {
+            let path = &todo.file.path;
             if let Ok(p) = &item {
                 for warning in &p.warnings {
                     self.progress.message(&format!("warning: {warning}"));
@@ -325,7 +321,7 @@ impl Run<'_> {
                     let key = path_key(&p.file.path);
                     self.writer.catalog().update_image(id, &record, &key)?;
                     report.unchanged += 1;
-                    let label = label_of(&p.file.path, config, matched);
+                    let label = todo.label.as_ref();
                     refresh.extend(Refresh::needed(id, record, &p.file.path, label));
                 }
                 Ok(p) => fresh.push(p),
@@ -356,7 +352,7 @@ impl Run<'_> {
 /// What a run has to do with the files the walk found.
 struct Plan {
     /// Files to read (new, or changed since their record), with their current record.
-    todo: Vec<(ImageFile, Option<(u64, ImageRecord)>)>,
+    todo: Vec<Todo>,
     /// Unchanged files whose record needs rewriting (a new label, a path stored lossily).
     refresh: Vec<Refresh>,
     /// Path keys of every file found.
@@ -388,9 +384,8 @@ fn plan_files(
                     .extend(Refresh::needed(id, r, &file.path, label));
             }
             old => {
-                // `prepare` reads its label; here it only counts as matching a file.
-                label_of(&file.path, config, &mut plan.matched);
-                plan.todo.push((file, old));
+                let label = label_of(&file.path, config, &mut plan.matched).cloned();
+                plan.todo.push(Todo { file, old, label });
             }
         }
         plan.seen.insert(key);

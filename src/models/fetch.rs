@@ -836,6 +836,23 @@ mod tests {
         assert!(parse_hub_listing("<html>").is_err());
     }
 
+    /// The stamp a fetch of CLIP ViT-B/32 from the hub records for the files now in `dir`.
+    fn pinned_stamp(dir: &Path) -> Stamp {
+        use super::super::registry::CLIP_VIT_B_32;
+        let mut stamp = Stamp::default();
+        for f in CLIP_VIT_B_32.files {
+            let path = dir.join(f.name);
+            let mut entry = stamp_entry(&path, &sha256_file(&path).unwrap()).unwrap();
+            entry.hub = Some(HubPin {
+                repo: CLIP_VIT_B_32.hf_repo.into(),
+                revision: "3d74acf9a28c67741b2f4f2ea7635f0aaf6f0268".into(),
+                declared: format!("sha256:{}", entry.sha256),
+            });
+            stamp.files.insert(f.name.to_string(), entry);
+        }
+        stamp
+    }
+
     #[test]
     fn pinned_files_are_checked_against_the_stamp() {
         use super::super::registry::CLIP_VIT_B_32;
@@ -851,18 +868,7 @@ mod tests {
         assert!(status.problems[0].contains("not verified"));
 
         // As a fetch records them.
-        let mut stamp = Stamp::default();
-        for f in CLIP_VIT_B_32.files {
-            let path = dir.join(f.name);
-            let mut entry = stamp_entry(&path, &sha256_file(&path).unwrap()).unwrap();
-            entry.hub = Some(HubPin {
-                repo: CLIP_VIT_B_32.hf_repo.into(),
-                revision: "3d74acf9a28c67741b2f4f2ea7635f0aaf6f0268".into(),
-                declared: format!("sha256:{}", entry.sha256),
-            });
-            stamp.files.insert(f.name.to_string(), entry);
-        }
-        write_stamp(&dir, &stamp).unwrap();
+        write_stamp(&dir, &pinned_stamp(&dir)).unwrap();
         let status = model_status(tmp.path(), &CLIP_VIT_B_32);
         assert!(status.ready(), "{:?}", status.problems);
         assert_eq!(status.pins.len(), 3);
@@ -897,19 +903,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join(CLIP_VIT_B_32.name);
         fs::create_dir_all(&dir).unwrap();
-        let mut stamp = Stamp::default();
         for f in CLIP_VIT_B_32.files {
-            let path = dir.join(f.name);
-            fs::write(&path, format!("contents of {}", f.name)).unwrap();
-            let mut entry = stamp_entry(&path, &sha256_file(&path).unwrap()).unwrap();
-            entry.hub = Some(HubPin {
-                repo: CLIP_VIT_B_32.hf_repo.into(),
-                revision: "3d74acf9a28c67741b2f4f2ea7635f0aaf6f0268".into(),
-                declared: format!("sha256:{}", entry.sha256),
-            });
-            stamp.files.insert(f.name.to_string(), entry);
+            fs::write(dir.join(f.name), format!("contents of {}", f.name)).unwrap();
         }
-        write_stamp(&dir, &stamp).unwrap();
+        write_stamp(&dir, &pinned_stamp(&dir)).unwrap();
         assert!(model_status(tmp.path(), &CLIP_VIT_B_32).ready());
         // Torn in the middle, as a crash during a plain write leaves it.
         let path = dir.join(STAMP);
