@@ -6,9 +6,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use promptdex::ingest::{load_image, DecodeLimits};
 use promptdex::models::caption::blip::preprocess;
 use promptdex::models::caption::{Blip, BlipConfig, Captioner, Decoding};
-use promptdex::models::image::preprocess::load_rgb;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -17,7 +17,7 @@ fn main() -> anyhow::Result<()> {
     let tokens: usize = args.get(1).expect(usage).parse()?;
     let images = args[2..]
         .iter()
-        .map(|p| load_rgb(p.as_ref()))
+        .map(|p| load_image(p.as_ref(), &DecodeLimits::default()))
         .collect::<promptdex::Result<Vec<_>>>()?;
     anyhow::ensure!(!images.is_empty(), "{usage}");
     let options = BlipConfig {

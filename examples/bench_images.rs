@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use promptdex::build::{decode, ImageIndexConfig};
+use promptdex::ingest::{load_image, DecodeLimits};
 use promptdex::models::image::{EfficientNetLite, ImageEncoder};
 use promptdex::models::{self, registry::EFFICIENTNET_LITE0, registry::MINILM};
 use promptdex::models::{text::EmbedConfig, MiniLm, TextEmbedder};
@@ -64,10 +64,10 @@ fn main() -> anyhow::Result<()> {
         let items = read_set(set, &label)?;
         let n = items.len();
         let t = Instant::now();
-        let config = ImageIndexConfig::default();
+        let limits = DecodeLimits::default();
         let images = items
             .iter()
-            .map(|(p, _)| Ok(decode(p, &std::fs::read(p)?, &config)?))
+            .map(|(p, _)| Ok(load_image(p, &limits)?))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let vectors: Vec<Vec<f32>> = encoder
             .encode(&images)?

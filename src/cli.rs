@@ -9,10 +9,6 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use promptdex::build::{
-    decode, import_corpus, index_images, ImageIndexConfig, ImageIndexProgress, ImportConfig,
-    ImportProgress, ImportReport,
-};
 use promptdex::eval::{
     evaluate, tune::tune_weights, write_submission, EvalConfig, EvalReport, Method,
 };
@@ -20,11 +16,15 @@ use promptdex::generate::{
     open_generator, Exclude, GenerateConfig, Generated, Generator, LoadOptions, ModifierMode,
     Weights,
 };
-use promptdex::ingest::read_labels;
+use promptdex::indexer::{
+    import_corpus, index_images, ImageIndexConfig, ImageIndexProgress, ImportConfig,
+    ImportProgress, ImportReport,
+};
+use promptdex::ingest::{load_image, read_labels, DecodeLimits};
 use promptdex::models::image::ImageEncoder;
 use promptdex::models::{self, text::EmbedConfig, MiniLm, TextEmbedder, REGISTRY};
 use promptdex::search::{
-    search_by_image, search_prompts, ImageSearch, PromptHit, SearchConfig, SearchMode,
+    search_by_image, search_prompts, ImageSearch, PromptHit, SearchConfig, SearchMode, MAX_K,
 };
 use promptdex::serve::ServeConfig;
 use promptdex::store::{ImageModel, IndexReader, IndexWriter, Manifest};
@@ -209,6 +209,16 @@ struct IndexArgs {
     /// take precedence over prompts stored in the files.
     #[arg(long, value_name = "CSV")]
     prompts: Option<PathBuf>,
+    /// Largest image file read, in MiB (larger files are reported and skipped).
+    #[arg(long, default_value_t = DecodeLimits::default().max_file_bytes >> 20)]
+    max_file_mb: u64,
+    /// Largest width or height decoded, in pixels.
+    #[arg(long, default_value_t = DecodeLimits::default().max_side)]
+    max_side: u32,
+    /// Largest allocation the decoder may make for one image, in MiB (a decompression bomb
+    /// is refused before its pixels are allocated).
+    #[arg(long, default_value_t = DecodeLimits::default().max_alloc >> 20)]
+    max_decode_mb: u64,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -303,7 +313,6 @@ struct SearchArgs {
 }
 
 /// Largest `-k` accepted.
-const MAX_K: usize = 1000;
 
 impl Command {
     /// The index directory the command works on, if it takes one.
@@ -686,10 +695,18 @@ fn index_folder(root: &Path, args: IndexArgs) -> Result<()> {
             }
         }
     }
+    if args.max_file_mb == 0 || args.max_side == 0 || args.max_decode_mb == 0 {
+        bail!("--max-file-mb, --max-side and --max-decode-mb must be at least 1");
+    }
     let config = ImageIndexConfig {
         batch: args.batch,
         labels,
-        ..ImageIndexConfig::default()
+        decode: DecodeLimits {
+            max_file_bytes: args.max_file_mb << 20,
+            max_side: args.max_side,
+            max_alloc: args.max_decode_mb << 20,
+            ..DecodeLimits::default()
+        },
     };
     let bar = Bar::with_template(
         "images",
@@ -768,8 +785,7 @@ fn search_image(root: &Path, args: SearchArgs) -> Result<()> {
             identity.sha256
         );
     }
-    let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
-    let image = decode(path, &bytes, &ImageIndexConfig::default())?;
+    let image = load_image(path, &DecodeLimits::default())?;
     let found = search_by_image(
         &reader,
         encoder.as_ref(),

@@ -317,14 +317,17 @@ fn fixtures_tell_exact_gelu_from_tanh() {
 
 #[test]
 fn preprocessing_matches_transformers_blip_image_processor() {
-    let image = promptdex::models::image::preprocess::load_rgb(
+    let image = promptdex::ingest::load_image(
         &root().join("examples/images/astronaut_riding_a_dragon.png"),
+        &promptdex::ingest::DecodeLimits::default(),
     )
     .unwrap();
     let crop = image::imageops::crop_imm(&image, 0, 0, 512, 320).to_image();
-    let expected =
-        promptdex::models::image::preprocess::load_rgb(&fixture("preprocess/photo_384.png"))
-            .unwrap();
+    let expected = promptdex::ingest::load_image(
+        &fixture("preprocess/photo_384.png"),
+        &promptdex::ingest::DecodeLimits::default(),
+    )
+    .unwrap();
     assert_eq!(expected.dimensions(), (384, 384));
     let ours = blip::preprocess(&[crop], 384).unwrap();
     assert_eq!(ours.dims(), [1, 3, 384, 384]);

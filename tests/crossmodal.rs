@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use common::{data_dir, promptdex, sample_tsv, stderr, stdout, tiny_clip_dir};
-use promptdex::build::{decode, ImageIndexConfig};
+use promptdex::ingest::{load_image, DecodeLimits};
 use promptdex::models::load::load_image_encoder_from;
 use promptdex::store::{dot, Catalog};
 
@@ -115,8 +115,7 @@ fn catalog_prompts(index: &Path) -> Vec<(u64, String)> {
 fn brute_force(index: &Path, clip: &Path, image: &Path, k: usize) -> Vec<(String, f32)> {
     let loaded = load_image_encoder_from(clip, MODEL).unwrap();
     let text = loaded.encoder.text_embedder().unwrap();
-    let bytes = std::fs::read(image).unwrap();
-    let picture = decode(image, &bytes, &ImageIndexConfig::default()).unwrap();
+    let picture = load_image(image, &DecodeLimits::default()).unwrap();
     let query = loaded.encoder.encode(&[picture]).unwrap().remove(0).vector;
     let prompts = catalog_prompts(index);
     let texts: Vec<&str> = prompts.iter().map(|(_, p)| p.as_str()).collect();

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use candle_core::Tensor;
+use promptdex::ingest::{load_image, DecodeLimits};
 use promptdex::models::image::efficientnet_lite::{CLASSES, FEATURES};
 use promptdex::models::image::{preprocess, top_k, ImageNetClasses, Variant};
 use promptdex::models::registry::{
@@ -217,7 +218,7 @@ fn lite2_matches_the_pytorch_reference() {
 fn preprocessing_matches_pillow() {
     for dir in ["lite0", "lite2"] {
         for f in fixtures(dir) {
-            let img = preprocess::load_rgb(&f.source).unwrap();
+            let img = load_image(&f.source, &DecodeLimits::default()).unwrap();
             let ours = preprocess::resize_center_crop(&img, f.crop.width()).unwrap();
             assert_eq!(ours.dimensions(), f.crop.dimensions());
             let diffs: Vec<f64> = ours
@@ -240,8 +241,8 @@ fn preprocessing_matches_pillow() {
 fn classifies_real_photos_end_to_end() {
     let classes = ImageNetClasses::load_dir(&fetched(&IMAGENET_CLASSES)).unwrap();
     let photos = photos_dir();
-    let dog = preprocess::load_rgb(&photos.join("dog.jpg")).unwrap();
-    let eagle = preprocess::load_rgb(&photos.join("eagle.jpg")).unwrap();
+    let dog = load_image(&photos.join("dog.jpg"), &DecodeLimits::default()).unwrap();
+    let eagle = load_image(&photos.join("eagle.jpg"), &DecodeLimits::default()).unwrap();
     for variant in [Variant::Lite0, Variant::Lite2] {
         let encoder: &dyn ImageEncoder = model(variant);
         assert_eq!(encoder.name(), variant.name());

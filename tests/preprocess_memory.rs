@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use image::{ImageFormat, RgbImage};
-use promptdex::build::{decode, ImageIndexConfig};
+use promptdex::ingest::{decode_image, DecodeLimits};
 use promptdex::models::caption::blip;
 use promptdex::models::image::{clip, preprocess};
 use promptdex::Result;
@@ -98,14 +98,14 @@ fn extreme_aspect_ratios_cost_no_more_than_an_ordinary_image() {
         ("CLIP", |i| clip::resize_center_crop(i, 224)),
         ("BLIP", |i| blip::resize_square(i, 384)),
     ];
-    let config = ImageIndexConfig::default();
+    let config = DecodeLimits::default();
     let ordinary = picture(512, 512);
     let ordinary_png = png(&ordinary);
-    let (_, decode_ordinary) = peak_of(|| decode(Path::new("o.png"), &ordinary_png, &config));
+    let (_, decode_ordinary) = peak_of(|| decode_image(Path::new("o.png"), &ordinary_png, &config));
     for (w, h) in [(8192, 1), (1, 8192), (16_384, 1), (1, 16_384), (3, 12_000)] {
         let extreme = picture(w, h);
         let bytes = png(&extreme);
-        let (decoded, cost) = peak_of(|| decode(Path::new("x.png"), &bytes, &config));
+        let (decoded, cost) = peak_of(|| decode_image(Path::new("x.png"), &bytes, &config));
         assert_eq!(decoded.unwrap().dimensions(), (w, h));
         eprintln!(
             "decode {w}x{h} ({} bytes): {cost} bytes at peak; 512x512: {decode_ordinary}",

@@ -2,7 +2,7 @@
 
 mod common;
 
-use promptdex::build::{import_corpus, ImportConfig, ImportProgress, ImportReport};
+use promptdex::indexer::{import_corpus, ImportConfig, ImportProgress, ImportReport};
 use promptdex::models::TextEmbedder;
 use promptdex::search::{search_prompts, SearchConfig, SearchMode};
 use promptdex::store::{exact_search, IndexReader, IndexWriter, Manifest};

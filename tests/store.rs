@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use promptdex::build::{import_corpus, ImportConfig, ImportProgress, ImportReport};
+use promptdex::indexer::{import_corpus, ImportConfig, ImportProgress, ImportReport};
 use promptdex::models::TextEmbedder;
 use promptdex::search::{search_prompts, SearchConfig, SearchMode};
 use promptdex::store::{IndexReader, IndexWriter, Manifest};

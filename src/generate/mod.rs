@@ -32,9 +32,9 @@ pub use ensemble::{Part, PartKind, Weights};
 pub use load::{open_generator, LoadOptions};
 pub use modifiers::{Category, Modifier, ModifierMode, Vocabulary};
 
-use crate::build::{decode, ImageIndexConfig};
 use crate::ingest::corpus::normalize_prompt;
-use crate::ingest::metadata::{read_metadata, EmbeddedPrompt};
+use crate::ingest::metadata::{read_metadata_of, EmbeddedPrompt};
+use crate::ingest::{decode_image, read_image_file, DecodeLimits};
 use crate::models::caption::{Caption, Captioner, ImageNetTagger, Tags};
 use crate::models::{ImageEncoder, TextEmbedder};
 use crate::store::{path_from_metadata, IndexReader, VectorIndex};
@@ -67,18 +67,48 @@ pub struct GenerateConfig {
     pub ef: usize,
     /// Ignore the prompt stored in the image file.
     pub ignore_metadata: bool,
-    /// Image similarity below which a neighbour's prompt gets no weight...
-    pub neighbour_floor: f32,
-    /// ...and from which it gets its full weight (linear in between). The defaults suit
-    /// EfficientNet-Lite features, where unrelated SD images sit at 0.2-0.4.
-    pub neighbour_full: f32,
+    /// How a neighbour's image similarity turns into the share of its weight it keeps;
+    /// `None`: the default for the loaded image encoder ([`NeighbourRamp::for_encoder`]).
+    pub neighbour_ramp: Option<NeighbourRamp>,
 }
 
-impl GenerateConfig {
+/// Image similarity below which a neighbour's prompt gets no weight (`floor`) and from which
+/// it gets its full weight (`full`), linear in between.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NeighbourRamp {
+    /// Similarity that keeps nothing.
+    pub floor: f32,
+    /// Similarity that keeps everything.
+    pub full: f32,
+}
+
+impl NeighbourRamp {
+    /// For an image classifier's pooled features (EfficientNet-Lite), where unrelated SD
+    /// images sit at 0.2-0.4 and near copies past 0.5.
+    pub const CLASSIFIER: Self = Self {
+        floor: 0.3,
+        full: 0.5,
+    };
+    /// For a text-aligned (CLIP-family) encoder, whose image embeddings sit higher for
+    /// everything (unrelated pictures at 0.4-0.6, the same subject past 0.8).
+    pub const TEXT_ALIGNED: Self = Self {
+        floor: 0.6,
+        full: 0.85,
+    };
+
+    /// The default ramp for `encoder`.
+    pub fn for_encoder(encoder: &dyn ImageEncoder) -> Self {
+        if encoder.text_embedder().is_some() {
+            Self::TEXT_ALIGNED
+        } else {
+            Self::CLASSIFIER
+        }
+    }
+
     /// The fraction of its weight a neighbour at image similarity `similarity` keeps.
-    pub fn neighbour_confidence(&self, similarity: f32) -> f32 {
-        let span = (self.neighbour_full - self.neighbour_floor).max(1e-6);
-        ((similarity - self.neighbour_floor) / span).clamp(0.0, 1.0)
+    pub fn confidence(&self, similarity: f32) -> f32 {
+        let span = (self.full - self.floor).max(1e-6);
+        ((similarity - self.floor) / span).clamp(0.0, 1.0)
     }
 }
 
@@ -95,8 +125,7 @@ impl Default for GenerateConfig {
             bridge_classes: 5,
             ef: 64,
             ignore_metadata: false,
-            neighbour_floor: 0.3,
-            neighbour_full: 0.5,
+            neighbour_ramp: None,
         }
     }
 }
@@ -342,9 +371,13 @@ impl Generator {
         &self.config
     }
 
-    /// Replaces the configuration (weights, counts) for later generations.
-    pub fn set_config(&mut self, config: GenerateConfig) {
-        self.config = config;
+    /// The neighbour ramp in use: the configured one, else the image encoder's default.
+    pub fn neighbour_ramp(&self) -> NeighbourRamp {
+        let default = self.models.image.as_deref().map(NeighbourRamp::for_encoder);
+        self.config
+            .neighbour_ramp
+            .or(default)
+            .unwrap_or(NeighbourRamp::CLASSIFIER)
     }
 
     /// What the index or the models lack for a full generation.
@@ -378,9 +411,10 @@ impl Generator {
 
     /// Reads, decodes and generates for the image file at `path`.
     pub fn generate_path(&self, path: &Path, exclude: &Exclude) -> Result<Generated> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let image = decode(path, &bytes, &ImageIndexConfig::default())?;
-        let read = read_metadata(path)?;
+        let limits = DecodeLimits::default();
+        let bytes = read_image_file(path, &limits)?;
+        let image = decode_image(path, &bytes, &limits)?;
+        let read = read_metadata_of(path, &bytes);
         let mut generated = self.generate(&image, read.prompt, exclude)?;
         generated.warnings = read.warnings.iter().map(ToString::to_string).collect();
         Ok(generated)
@@ -509,11 +543,12 @@ impl Generator {
             &neighbours.iter().map(|n| n.2).collect::<Vec<_>>(),
             config.temperature,
         );
+        let ramp = self.neighbour_ramp();
         for ((id, prompt, similarity), share) in neighbours.iter().zip(&neighbour_shares) {
             parts.push(candidate(
                 PartKind::Neighbour,
                 prompt,
-                share * config.neighbour_confidence(*similarity),
+                share * ramp.confidence(*similarity),
                 Some(*similarity),
                 Some(*id),
                 &mut first_vectors,

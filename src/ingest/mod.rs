@@ -1,4 +1,4 @@
-//! Ingest: turning files into records. For now, prompt corpora.
+//! Ingest: turning files into records.
 //!
 //! - [`corpus`]: reads `.txt` (a prompt a line), `.csv` and `.tsv` (a `prompt` column, the
 //!   rest kept as metadata), gzipped or not, and normalises prompts for de-duplication.
@@ -6,18 +6,21 @@
 //! - [`labels`]: `image,prompt` CSVs (labelled image sets).
 //! - [`metadata`]: prompts embedded in image files by SD front-ends.
 //! - [`limits`]: the prompt size limit every source shares.
+//! - [`decode`]: image pixels, decoded under [`DecodeLimits`] by every stage that needs them.
 
 pub mod corpus;
+pub mod decode;
 pub mod labels;
 pub mod limits;
 pub mod metadata;
 pub mod walk;
 
 pub use corpus::{dedup_key, first_prompts, normalize_prompt, CorpusEntry, CorpusReader, Row};
+pub use decode::{decode_image, load_image, read_image_file, DecodeLimits, IMAGE_FORMATS};
 pub use labels::{read_labels, Labelled};
 pub use limits::MAX_PROMPT_BYTES;
 pub use metadata::{
     parse_a1111_parameters, read_embedded_prompt, read_embedded_prompt_bytes, read_metadata,
-    read_metadata_bytes, EmbeddedPrompt, Metadata, MetadataWarning, Provenance,
+    read_metadata_bytes, read_metadata_of, EmbeddedPrompt, Metadata, MetadataWarning, Provenance,
 };
 pub use walk::{walk_images, ImageFile, Walk};

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use image::codecs::jpeg::JpegEncoder;
 
+use crate::ingest::{load_image, DecodeLimits};
+
 /// Longest side of a thumbnail, in pixels.
 pub const SIZE: u32 = 128;
 /// JPEG quality of the thumbnails.
@@ -24,12 +26,10 @@ pub fn locate(image: &str, report_dir: &Path) -> Option<PathBuf> {
 /// Writes a thumbnail of `source` (at most [`SIZE`] pixels a side) as a JPEG at `target`;
 /// the error says why the image could not be read or written.
 pub fn write(source: &Path, target: &Path) -> Result<(), String> {
-    let decoded = image::ImageReader::open(source)
-        .and_then(|r| r.with_guessed_format())
-        .map_err(|e| format!("{}: {e}", source.display()))?
-        .decode()
-        .map_err(|e| format!("{}: {e}", source.display()))?;
-    let small = decoded.thumbnail(SIZE, SIZE).to_rgb8();
+    let decoded = load_image(source, &DecodeLimits::default()).map_err(|e| e.to_string())?;
+    let small = image::DynamicImage::ImageRgb8(decoded)
+        .thumbnail(SIZE, SIZE)
+        .to_rgb8();
     let file = std::fs::File::create(target).map_err(|e| format!("{}: {e}", target.display()))?;
     JpegEncoder::new_with_quality(BufWriter::new(file), QUALITY)
         .encode_image(&small)

@@ -8,6 +8,9 @@ mod fuse;
 mod image;
 mod text;
 
+/// The most hits one search returns (the command line and the server both refuse more).
+pub const MAX_K: usize = 1000;
+
 pub use fuse::{rrf, RRF_K};
 pub use image::{search_by_image, ImageHit, ImageSearch};
 pub use text::{search_prompts, PromptHit, SearchConfig, SearchMode};

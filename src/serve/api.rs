@@ -19,14 +19,13 @@ use super::error::{ApiError, ApiResult, JSON};
 use super::query::Query;
 use super::upload::{read_upload, Upload};
 use super::AppState;
-use crate::build::{decode, ImageIndexConfig};
 use crate::generate::Exclude;
 use crate::ingest::read_metadata_bytes;
-use crate::search::{search_by_image, search_prompts, SearchConfig, SearchMode};
+use crate::ingest::{decode_image, DecodeLimits};
+use crate::search::{search_by_image, search_prompts, SearchConfig, SearchMode, MAX_K};
 use crate::{Error, Result};
 
 /// Largest `k` accepted (as on the command line).
-pub const MAX_K: usize = 1000;
 /// Longest search text accepted, in bytes.
 pub const MAX_QUERY_BYTES: usize = 4096;
 
@@ -166,8 +165,8 @@ pub async fn generate(
 }
 
 /// Decodes an upload within the server's decode limits.
-fn decode_upload(upload: &Upload, limits: &ImageIndexConfig) -> Result<RgbImage> {
-    decode(Path::new(&upload.name), &upload.bytes, limits)
+fn decode_upload(upload: &Upload, limits: &DecodeLimits) -> Result<RgbImage> {
+    decode_image(Path::new(&upload.name), &upload.bytes, limits)
 }
 
 /// `GET /api/stats`: the index (records, prompts, images, bytes on disk, the generation served

@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::error::{ApiError, ApiResult};
 use super::query::Query;
 use super::AppState;
-use crate::build::decode;
+use crate::ingest::decode_image;
 use crate::store::path_from_metadata;
 use crate::Result;
 
@@ -156,7 +156,7 @@ fn load(app: &AppState, id: u64, thumb: bool) -> Result<Found> {
             .unwrap_or("application/octet-stream");
         return Ok(Found::Bytes(Bytes::from(bytes), content_type));
     }
-    let rgb = decode(&path, &bytes, &app.limits.decode)?;
+    let rgb = decode_image(&path, &bytes, &app.limits.decode)?;
     let small = image::DynamicImage::ImageRgb8(rgb).thumbnail(THUMB_SIDE, THUMB_SIDE);
     let mut jpeg = Vec::new();
     let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(Cursor::new(&mut jpeg), 82);

@@ -54,8 +54,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::build::ImageIndexConfig;
 use crate::generate::{open_generator, GenerateConfig, Generator, LoadOptions};
+use crate::ingest::DecodeLimits;
 use crate::{Error, Result};
 use error::ApiError;
 use pool::Pool;
@@ -125,7 +125,7 @@ pub struct Limits {
     /// Longest request.
     pub timeout: Duration,
     /// Decoder limits for uploads and thumbnails.
-    pub decode: ImageIndexConfig,
+    pub decode: DecodeLimits,
 }
 
 /// What every handler shares.
@@ -167,11 +167,11 @@ impl AppState {
             limits: Limits {
                 max_upload: config.max_upload,
                 timeout: config.timeout,
-                decode: ImageIndexConfig {
+                decode: DecodeLimits {
                     max_file_bytes: config.max_upload as u64,
                     max_side: config.max_side,
                     max_alloc: config.max_alloc,
-                    ..ImageIndexConfig::default()
+                    ..DecodeLimits::default()
                 },
             },
             started: Instant::now(),

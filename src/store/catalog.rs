@@ -9,7 +9,7 @@
 //! before the call returns, so ids are dense, monotonic and never half-written, and the derived
 //! indexes can follow both logs by watermark. `aligned_next` is the watermark of
 //! `aligned_vectors`: every record below it that has a prompt has its aligned vector (they are
-//! computed after the records, by [`crate::build::align_prompts`]).
+//! computed after the records, by [`crate::indexer::align_prompts`]).
 
 use std::path::{Path, PathBuf};
 

@@ -19,8 +19,8 @@
 //! model's text tower into the catalog's `aligned_vectors`, under its own watermark
 //! ([`Catalog::aligned_upto`]), and `aligned-vectors/` is the graph over them, synced by
 //! [`IndexWriter::sync`] up to that watermark. The embedding needs the image model, so it is
-//! done by `promptdex index` ([`crate::build::index_images`] calls
-//! [`crate::build::align_prompts`] after the images, for every record not yet aligned,
+//! done by `promptdex index` ([`crate::indexer::index_images`] calls
+//! [`crate::indexer::align_prompts`] after the images, for every record not yet aligned,
 //! whatever added it); `promptdex import` only loads MiniLM, so prompts it adds to such an
 //! index wait for the next `promptdex index` (the import says so, and image search notes that
 //! the aligned graph is behind). Each aligned chunk is committed with its watermark in one

@@ -270,6 +270,20 @@ pub fn read_metadata(path: &Path) -> Result<Metadata> {
     Ok(scan.finish(path, prompt))
 }
 
+/// [`read_metadata`] for a file whose content is already in memory (indexing reads each
+/// file once, to hash and decode it): the prompt from `bytes`, else from the sidecar next to
+/// `path`. Never fails.
+pub fn read_metadata_of(path: &Path, bytes: &[u8]) -> Metadata {
+    let mut scan = Scan::new();
+    let len = bytes.len() as u64;
+    let mut prompt = read_from(&mut std::io::Cursor::new(bytes), len, &mut scan);
+    if prompt.is_none() {
+        prompt = sidecar::read_sidecar(path, &mut scan);
+    }
+    let prompt = prompt.map(|found| cap::cap(found, &mut scan));
+    scan.finish(path, prompt)
+}
+
 /// [`read_metadata`] for an image held in memory (an upload), without the sidecar; `name`
 /// names it in the warnings. Never fails.
 pub fn read_metadata_bytes(name: &str, bytes: &[u8]) -> Metadata {

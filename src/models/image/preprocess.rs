@@ -14,34 +14,12 @@
 //! square image. A square Stable Diffusion image is seen whole. EfficientNet-Lite then takes
 //! `(x - 127) / 128` per channel, in `(N, 3, H, W)` order.
 
-use std::path::Path;
-
 use candle_core::{Device, Tensor};
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{CropBox, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
 
 use crate::{Error, Result};
-
-/// Decodes an image file (PNG, JPEG, WebP or GIF; the format is read from the content) to
-/// 8-bit RGB.
-pub fn load_rgb(path: &Path) -> Result<RgbImage> {
-    let reader = image::ImageReader::open(path)
-        .map_err(|e| Error::io(path, e))?
-        .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?;
-    let image = reader
-        .decode()
-        .map_err(|e| Error::input(path, format!("cannot decode the image: {e}")))?;
-    Ok(image.into_rgb8())
-}
-
-/// Decodes an image held in memory to 8-bit RGB; `name` is used in errors.
-pub fn decode_rgb(bytes: &[u8], name: &Path) -> Result<RgbImage> {
-    let image = image::load_from_memory(bytes)
-        .map_err(|e| Error::input(name, format!("cannot decode the image: {e}")))?;
-    Ok(image.into_rgb8())
-}
 
 /// The size an image is resized to before the centre crop: shorter side `size`, the longer
 /// `round(long * size / short)` (half up, at least `size`).

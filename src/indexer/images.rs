@@ -15,15 +15,17 @@
 //! its text tower ([`super::align_prompts`]), for cross-modal search.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use image::{ImageReader, Limits, RgbImage};
+use image::RgbImage;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::ingest::{read_metadata, walk_images, EmbeddedPrompt, ImageFile, Provenance};
+use crate::ingest::{
+    decode_image, read_image_file, read_metadata_of, walk_images, DecodeLimits, EmbeddedPrompt,
+    ImageFile, Provenance,
+};
 use crate::models::image::ImageEncoder;
 use crate::models::TextEmbedder;
 use crate::store::{
@@ -36,12 +38,8 @@ use crate::{Error, Result};
 pub struct ImageIndexConfig {
     /// Images decoded and embedded together.
     pub batch: usize,
-    /// Largest file read, in bytes.
-    pub max_file_bytes: u64,
-    /// Largest width or height decoded, in pixels.
-    pub max_side: u32,
-    /// Largest decoder allocation, in bytes.
-    pub max_alloc: u64,
+    /// What one image may cost to read and decode.
+    pub decode: DecodeLimits,
     /// Prompts for images that do not carry one, by canonical path (from an `image,prompt`
     /// CSV); they take precedence over embedded prompts.
     pub labels: HashMap<PathBuf, String>,
@@ -52,12 +50,7 @@ impl Default for ImageIndexConfig {
         Self {
             // Enough to keep both cores busy decoding while memory stays small.
             batch: 32,
-            // SD outputs are a few MB; 256 MB is already an unusual image.
-            max_file_bytes: 256 << 20,
-            // 16k x 16k covers any real SD output or upscale.
-            max_side: 16_384,
-            // A 16k x 16k RGBA image needs 1 GiB; refuse more before allocating it.
-            max_alloc: 1 << 30,
+            decode: DecodeLimits::default(),
             labels: HashMap::new(),
         }
     }
@@ -130,19 +123,8 @@ struct Todo {
 fn prepare(todo: &Todo, config: &ImageIndexConfig) -> Result<Prepared> {
     let (file, old) = (todo.file.clone(), todo.old.clone());
     let path = file.path.clone();
-    if file.size > config.max_file_bytes {
-        return Err(Error::input(
-            &path,
-            format!(
-                "{} bytes, over the {}-byte limit",
-                file.size, config.max_file_bytes
-            ),
-        ));
-    }
-    if file.size == 0 {
-        return Err(Error::input(&path, "empty file"));
-    }
-    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    config.decode.check_size(&path, file.size)?;
+    let bytes = read_image_file(&path, &config.decode)?;
     let hash = blake3::hash(&bytes).to_hex().to_string();
     if let Some((_, record)) = &old {
         if record.content_hash == hash && !record.missing {
@@ -164,12 +146,12 @@ fn prepare(todo: &Todo, config: &ImageIndexConfig) -> Result<Prepared> {
             Vec::new(),
         ),
         None => {
-            let read = read_metadata(&path)?;
+            let read = read_metadata_of(&path, &bytes);
             let warnings = read.warnings.iter().map(ToString::to_string).collect();
             (read.prompt, warnings)
         }
     };
-    let image = decode(&path, &bytes, config)?;
+    let image = decode_image(&path, &bytes, &config.decode)?;
     Ok(Prepared {
         width: image.width(),
         height: image.height(),
@@ -180,26 +162,6 @@ fn prepare(todo: &Todo, config: &ImageIndexConfig) -> Result<Prepared> {
         warnings,
         replaces: old,
     })
-}
-
-/// Decodes an image with size and allocation limits (a decompression bomb is refused before
-/// its pixels are allocated).
-pub fn decode(path: &Path, bytes: &[u8], config: &ImageIndexConfig) -> Result<RgbImage> {
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| Error::input(path, format!("cannot read: {e}")))?;
-    if reader.format().is_none() {
-        return Err(Error::input(path, "not a PNG, JPEG or WebP image"));
-    }
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(config.max_side);
-    limits.max_image_height = Some(config.max_side);
-    limits.max_alloc = Some(config.max_alloc);
-    reader.limits(limits);
-    let image = reader
-        .decode()
-        .map_err(|e| Error::input(path, format!("cannot decode: {e}")))?;
-    Ok(image.to_rgb8())
 }
 
 /// Indexes the images under `root` into `writer`.

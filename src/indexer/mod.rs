@@ -1,4 +1,4 @@
-//! Build: the jobs that fill an index, from inputs through the models into the store.
+//! Indexer: the jobs that fill an index, from inputs through the models into the store.
 //!
 //! - [`import`]: a prompt corpus -> MiniLM vectors -> catalog -> text index and graph.
 //! - [`images`]: an image folder -> embedded prompts + image vectors -> catalog -> graphs.
@@ -9,5 +9,5 @@ mod images;
 mod import;
 
 pub use align::{align_prompts, AlignReport};
-pub use images::{decode, index_images, ImageIndexConfig, ImageIndexProgress, ImageIndexReport};
+pub use images::{index_images, ImageIndexConfig, ImageIndexProgress, ImageIndexReport};
 pub use import::{import_corpus, ImportConfig, ImportProgress, ImportReport};
