@@ -4,8 +4,8 @@ use std::io::ErrorKind;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let args = <promptdex_cli::Cli as clap::Parser>::parse();
-    match promptdex_cli::run(args) {
+    let args = <cli::Cli as clap::Parser>::parse();
+    match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         // A closed pipe (`promptdex search ... | head`) is not a failure.
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
@@ -41,5 +41,4 @@ fn message(err: &anyhow::Error) -> String {
     text
 }
 
-#[path = "cli.rs"]
-mod promptdex_cli;
+mod cli;
