@@ -298,3 +298,47 @@ fn a_killed_import_resumes_to_exactly_the_uninterrupted_result() {
         import_json(&corpus, &clean, &[])["total_records"]
     );
 }
+
+#[test]
+fn a_bad_neighbour_ramp_is_refused_naming_the_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let index = tmp.path().join("index");
+    let index = index.to_str().unwrap();
+    let refused = [
+        ("0.9,0.2", "FLOOR 0.9 must be below FULL 0.2"),
+        ("0.5,0.5", "must be below"),
+        ("0.5", "is not FLOOR,FULL"),
+        ("0.1,0.2,0.3", "is not FLOOR,FULL"),
+        ("0.1,2", "`2` is not a similarity in [-1, 1]"),
+        ("high,1", "`high` is not a similarity"),
+    ];
+    for command in ["generate", "eval", "serve"] {
+        for (value, says) in refused {
+            let flag = format!("--neighbour-ramp={value}");
+            let mut args = vec![command, "--index", index, &flag];
+            if command != "serve" {
+                args.insert(1, "x.png");
+            }
+            let out = promptdex(&args, tmp.path());
+            assert_clean_error(&out, &["--neighbour-ramp", says]);
+        }
+    }
+    // A good ramp, negative floor included, gets past the flags to the (missing) index.
+    let out = promptdex(
+        &[
+            "generate",
+            "x.png",
+            "--index",
+            index,
+            "--neighbour-ramp",
+            "-0.2,0.5",
+        ],
+        tmp.path(),
+    );
+    assert_clean_error(&out, &["no index here"]);
+    assert!(
+        !stderr(&out).contains("--neighbour-ramp"),
+        "{}",
+        stderr(&out)
+    );
+}
