@@ -1,5 +1,7 @@
 //! The `promptdex` command: parse the command line, run, pick the exit code.
 
+mod cli;
+
 use std::io::ErrorKind;
 use std::process::ExitCode;
 
@@ -40,5 +42,3 @@ fn message(err: &anyhow::Error) -> String {
     }
     text
 }
-
-mod cli;

@@ -14,7 +14,8 @@ use promptdex::search::{ImageSearch, PromptHit};
 
 use super::args::IndexArgs;
 
-/// A progress bar over the corpus bytes, with rate and ETA; silent when stderr is no terminal.
+/// A progress bar on stderr (over a corpus's bytes, a folder's images or an evaluation's
+/// images), with rate and ETA; silent when stderr is no terminal.
 pub struct Bar {
     /// The indicatif bar.
     pub bar: ProgressBar,
