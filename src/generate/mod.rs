@@ -217,7 +217,7 @@ impl Generator {
     ) -> Result<Generated> {
         let start = Instant::now();
         if let Some(found) = self.stored_prompt(embedded) {
-            return self.from_stored(found, start);
+            return self.use_stored(found, start);
         }
         let mut timings = Timings::default();
         let (image_vector, tags) = timed(&mut timings.encode, || self.encode_image(image))?;

@@ -21,7 +21,7 @@ impl Generator {
 
     /// The generation for a stored prompt: the prompt as is, with its vector; `start` is when
     /// generation began.
-    pub(super) fn from_stored(&self, found: EmbeddedPrompt, start: Instant) -> Result<Generated> {
+    pub(super) fn use_stored(&self, found: EmbeddedPrompt, start: Instant) -> Result<Generated> {
         let vector = self
             .models
             .text
