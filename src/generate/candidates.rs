@@ -85,7 +85,7 @@ impl Near {
 }
 
 /// A candidate of `kind` with `text` and `share`, no weight and no vector yet.
-fn candidate(kind: PartKind, text: &str, share: f32) -> Part {
+pub(super) fn candidate(kind: PartKind, text: &str, share: f32) -> Part {
     Part {
         kind,
         text: text.to_string(),

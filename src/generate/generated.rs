@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::candidates::candidate;
 use super::ensemble::{self, Part, PartKind};
 use super::modifiers::Modifier;
 use crate::ingest::metadata::EmbeddedPrompt;
@@ -85,13 +86,9 @@ impl Generated {
     /// vector): the prompt as is, the only candidate, with everything else empty.
     pub(super) fn stored(found: EmbeddedPrompt, vector: Vec<f32>, total_ms: f64) -> Self {
         let parts = vec![Part {
-            kind: PartKind::Embedded,
-            text: found.prompt.clone(),
             weight: 1.0,
-            share: 1.0,
-            similarity: None,
-            id: None,
             vector: vector.clone(),
+            ..candidate(PartKind::Embedded, &found.prompt, 1.0)
         }];
         Self {
             prompt: found.prompt.clone(),
@@ -148,13 +145,8 @@ mod tests {
 
     fn part(kind: PartKind, vector: Vec<f32>, share: f32) -> Part {
         Part {
-            kind,
-            text: String::new(),
-            weight: 0.0,
-            share,
-            similarity: None,
-            id: None,
             vector,
+            ..candidate(kind, "", share)
         }
     }
 
