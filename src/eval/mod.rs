@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 pub use metric::{summarize, Summary};
 pub use submission::write_submission;
 
-use crate::generate::{Exclude, Generated, Generator, Source};
+use crate::generate::{Exclude, Generated, Generator, PartKind, Source};
 use crate::ingest::Labelled;
 use crate::store::dot;
 use crate::Result;
@@ -171,51 +171,9 @@ pub fn evaluate(
     let mut per_image = Vec::with_capacity(labels.len());
     let mut generations = Vec::with_capacity(labels.len());
     for (i, (label, truth)) in labels.iter().zip(&truth_vectors).enumerate() {
-        let exclude = if config.leave_one_out {
-            Exclude::none().prompt(&label.prompt).file(&label.image)
-        } else {
-            Exclude::none()
-        };
-        let mut result = ImageResult {
-            image: label.image.display().to_string(),
-            truth: label.prompt.clone(),
-            generated: String::new(),
-            scores: BTreeMap::new(),
-            latency_ms: 0.0,
-            neighbour_similarity: None,
-            error: None,
-            truth_vector: truth.clone(),
-            ensemble_vector: Vec::new(),
-        };
-        match generator.generate_path(&label.image, &exclude) {
-            Ok(generated) => {
-                result.generated = generated.prompt.clone();
-                result.latency_ms = generated.timings_ms.total;
-                result.neighbour_similarity = generated
-                    .parts
-                    .iter()
-                    .find(|p| p.kind == crate::generate::PartKind::Neighbour)
-                    .and_then(|p| p.similarity);
-                result.ensemble_vector = generated.ensemble.clone();
-                for &method in &config.methods {
-                    let vector = method_vector(method, &generated, constant);
-                    let score = match (method, vector) {
-                        (Method::Oracle, _) => oracle(generator, truth, &exclude, config)?,
-                        (_, Some(v)) => Some(dot(v, truth)),
-                        _ => None,
-                    };
-                    if let Some(score) = score {
-                        result.scores.insert(method, score);
-                    }
-                }
-                generations.push(Some(generated));
-            }
-            Err(e) => {
-                result.error = Some(e.to_string());
-                generations.push(None);
-            }
-        }
+        let (result, generated) = evaluate_one(generator, label, truth, constant, config)?;
         per_image.push(result);
+        generations.push(generated);
         progress(i + 1, labels.len());
     }
     let methods = config
@@ -250,6 +208,60 @@ pub fn evaluate(
         },
         generations,
     ))
+}
+
+/// Generates for one labelled image (`truth`: its true prompt's vector; `constant`: the
+/// index's mean prompt) and scores every method; a generation that fails is the row's error.
+fn evaluate_one(
+    generator: &Generator,
+    label: &Labelled,
+    truth: &[f32],
+    constant: Option<&[f32]>,
+    config: &EvalConfig,
+) -> Result<(ImageResult, Option<Generated>)> {
+    let exclude = if config.leave_one_out {
+        Exclude::none().prompt(&label.prompt).file(&label.image)
+    } else {
+        Exclude::none()
+    };
+    let mut result = ImageResult {
+        image: label.image.display().to_string(),
+        truth: label.prompt.clone(),
+        generated: String::new(),
+        scores: BTreeMap::new(),
+        latency_ms: 0.0,
+        neighbour_similarity: None,
+        error: None,
+        truth_vector: truth.to_vec(),
+        ensemble_vector: Vec::new(),
+    };
+    let generated = match generator.generate_path(&label.image, &exclude) {
+        Ok(generated) => generated,
+        Err(e) => {
+            result.error = Some(e.to_string());
+            return Ok((result, None));
+        }
+    };
+    result.generated = generated.prompt.clone();
+    result.latency_ms = generated.timings_ms.total;
+    result.neighbour_similarity = generated
+        .parts
+        .iter()
+        .find(|p| p.kind == PartKind::Neighbour)
+        .and_then(|p| p.similarity);
+    result.ensemble_vector = generated.ensemble.clone();
+    for &method in &config.methods {
+        let vector = method_vector(method, &generated, constant);
+        let score = match (method, vector) {
+            (Method::Oracle, _) => oracle(generator, truth, &exclude, config)?,
+            (_, Some(v)) => Some(dot(v, truth)),
+            _ => None,
+        };
+        if let Some(score) = score {
+            result.scores.insert(method, score);
+        }
+    }
+    Ok((result, Some(generated)))
 }
 
 /// The vector a method predicts for one generation (the oracle has none: it needs the truth).
