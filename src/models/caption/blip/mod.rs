@@ -62,6 +62,7 @@ use image::RgbImage;
 use tokenizers::Tokenizer;
 
 use super::{Caption, Captioner};
+use crate::models::config_defaults::read_config;
 use crate::models::transformer::Activation;
 use crate::{Error, Result};
 use decoder::TextDecoder;
@@ -119,18 +120,7 @@ impl Blip {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "blip".into());
         let config_path = dir.join("config.json");
-        let text = std::fs::read_to_string(&config_path).map_err(|e| {
-            Error::model(
-                &name,
-                format!("{}: cannot read: {e}", config_path.display()),
-            )
-        })?;
-        let config: ModelConfig = serde_json::from_str(&text).map_err(|e| {
-            Error::model(
-                &name,
-                format!("{}: not a BLIP config: {e}", config_path.display()),
-            )
-        })?;
+        let config: ModelConfig = read_config(&name, &config_path, "BLIP")?;
         let tokenizer_path = dir.join("tokenizer.json");
         let tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| {
             Error::model(
