@@ -107,7 +107,12 @@ impl Encoder {
     ) {
         let w = self.width;
         let rows = x.len() / w;
-        let mlp = self.layers.iter().map(|l| l.fc1.outputs()).max().unwrap_or(0);
+        let mlp = self
+            .layers
+            .iter()
+            .map(|l| l.fc1.outputs())
+            .max()
+            .unwrap_or(0);
         let mut s = Scratch {
             normed: vec![0.0; rows * w],
             qkv: vec![0.0; rows * 3 * w],

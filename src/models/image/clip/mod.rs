@@ -227,26 +227,7 @@ impl ClipModel {
     ) -> Result<Self> {
         let fail = |detail: String| Error::model(&name, format!("{}: {detail}", file.display()));
         let (tc, vc) = (&config.text_config, &config.vision_config);
-        let act = |s: &str| {
-            Activation::parse(s).ok_or_else(|| fail(format!("unsupported hidden_act {s:?}")))
-        };
-        let (text_act, vision_act) = (act(&tc.hidden_act)?, act(&vc.hidden_act)?);
-        for (what, width, heads) in [
-            ("text", tc.hidden_size, tc.num_attention_heads),
-            ("vision", vc.hidden_size, vc.num_attention_heads),
-        ] {
-            if heads == 0 || width % heads != 0 {
-                return Err(fail(format!(
-                    "{what} width {width} is not a multiple of {heads} heads"
-                )));
-            }
-        }
-        if vc.patch_size == 0 || vc.image_size % vc.patch_size != 0 {
-            return Err(fail(format!(
-                "image size {} is not a multiple of patch size {}",
-                vc.image_size, vc.patch_size
-            )));
-        }
+        let (text_act, vision_act) = checked_activations(&config, fail)?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
         let build = || -> candle_core::Result<Self> {
             let v = vb.pp("vision_model");
@@ -417,6 +398,35 @@ impl ClipModel {
             .collect();
         Ok(project(&self.final_norm, &self.text_projection, &pooled)?)
     }
+}
+
+/// The text and vision towers' activations, once `config`'s shapes are checked (widths a
+/// multiple of the heads, the image a multiple of the patch); `fail` makes the error.
+fn checked_activations(
+    config: &ClipConfig,
+    fail: impl Fn(String) -> Error,
+) -> Result<(Activation, Activation)> {
+    let (tc, vc) = (&config.text_config, &config.vision_config);
+    let act =
+        |s: &str| Activation::parse(s).ok_or_else(|| fail(format!("unsupported hidden_act {s:?}")));
+    let (text_act, vision_act) = (act(&tc.hidden_act)?, act(&vc.hidden_act)?);
+    for (what, width, heads) in [
+        ("text", tc.hidden_size, tc.num_attention_heads),
+        ("vision", vc.hidden_size, vc.num_attention_heads),
+    ] {
+        if heads == 0 || width % heads != 0 {
+            return Err(fail(format!(
+                "{what} width {width} is not a multiple of {heads} heads"
+            )));
+        }
+    }
+    if vc.patch_size == 0 || vc.image_size % vc.patch_size != 0 {
+        return Err(fail(format!(
+            "image size {} is not a multiple of patch size {}",
+            vc.image_size, vc.patch_size
+        )));
+    }
+    Ok((text_act, vision_act))
 }
 
 /// A tower's head: `norm`, `projection` and L2 normalisation of the pooled rows, as an
