@@ -165,11 +165,6 @@ impl Bert {
         })
     }
 
-    /// Hidden size.
-    pub fn hidden(&self) -> usize {
-        self.hidden
-    }
-
     /// Last hidden states of `sequences` (token ids, each with its full attention mask),
     /// packed: `(total tokens, hidden)` row-major, the sequences' rows end to end in order.
     pub fn forward(&self, sequences: &[&[u32]]) -> Result<Vec<f32>> {

@@ -6,7 +6,7 @@
 //! - [`text`]: the all-MiniLM-L6-v2 sentence embedder, the metric's own text model.
 //! - [`caption`]: captioners (the ImageNet tagger; BLIP) behind the `Captioner` trait.
 //! - [`image`]: image encoders (EfficientNet-Lite), preprocessing and ImageNet class names.
-//! - [`config_defaults`]: serde defaults shared by the checkpoint configs.
+//! - [`config_defaults`]: serde defaults shared by the checkpoint configs, and reading one.
 //! - [`load`]: loads a model by registry name, fetching it first when it is missing.
 //! - [`simd`]: vectorised f32 kernels (GELUs, exp, layer norm, softmax) shared by the encoders.
 //! - [`transformer`]: a pre-norm transformer encoder on plain f32 buffers (CLIP's towers).

@@ -184,6 +184,36 @@ impl Block {
     }
 }
 
+/// The variant whose block plan the checkpoint's blocks follow, with that plan: the one they
+/// follow furthest, which they must match entirely.
+fn matching_variant(ckpt: &Checkpoint) -> Result<(Variant, Vec<BlockShape>)> {
+    let found = block_shapes(ckpt)?;
+    let (variant, same, plan) = Variant::ALL
+        .iter()
+        .map(|&v| {
+            let plan = v.blocks();
+            let same = plan
+                .iter()
+                .zip(&found)
+                .take_while(|(p, f)| p.same_weights(f));
+            (v, same.count(), plan)
+        })
+        .max_by_key(|m| m.1)
+        .ok_or_else(|| ckpt.err("no variants".into()))?;
+    if same != found.len() || same != plan.len() {
+        return Err(ckpt.err(format!(
+            "the {} blocks match no EfficientNet-Lite variant; the closest, {}, has {} \
+             blocks and differs from block {same} on (weights {:?}, plan {:?})",
+            found.len(),
+            variant.name(),
+            plan.len(),
+            found.get(same),
+            plan.get(same)
+        )));
+    }
+    Ok((variant, plan))
+}
+
 /// Block shapes as the weights show them (strides cannot be seen: 0).
 fn block_shapes(ckpt: &Checkpoint) -> Result<Vec<BlockShape>> {
     let mut out = Vec::new();
@@ -265,31 +295,7 @@ impl EfficientNetLite {
     /// Builds the model from named tensors; `file` is only used in error messages.
     pub fn from_tensors(map: HashMap<String, Tensor>, file: &Path) -> Result<Self> {
         let ckpt = Checkpoint::new(map, "efficientnet-lite", file);
-        let found = block_shapes(&ckpt)?;
-        // The variant whose plan the weights follow furthest; it must match entirely.
-        let (variant, same, plan) = Variant::ALL
-            .iter()
-            .map(|&v| {
-                let plan = v.blocks();
-                let same = plan
-                    .iter()
-                    .zip(&found)
-                    .take_while(|(p, f)| p.same_weights(f));
-                (v, same.count(), plan)
-            })
-            .max_by_key(|m| m.1)
-            .ok_or_else(|| ckpt.err("no variants".into()))?;
-        if same != found.len() || same != plan.len() {
-            return Err(ckpt.err(format!(
-                "the {} blocks match no EfficientNet-Lite variant; the closest, {}, has {} \
-                 blocks and differs from block {same} on (weights {:?}, plan {:?})",
-                found.len(),
-                variant.name(),
-                plan.len(),
-                found.get(same),
-                plan.get(same)
-            )));
-        }
+        let (variant, plan) = matching_variant(&ckpt)?;
         let pointwise = |conv: &str, (cin, cout), bn: &str, relu6| -> Result<Pointwise> {
             let (w, bias) = ckpt.folded(conv, &[cout, cin, 1, 1], bn, BN_EPS)?;
             let dense = Dense::new(&w, Some(&bias))?;

@@ -24,6 +24,14 @@
 //! CLIP's logits). The text is pooled at its end-of-text token: with the legacy
 //! `eos_token_id` 2 (the OpenAI and LAION configs) that is the position of the highest token
 //! id, as in `transformers`; otherwise the first position holding `eos_token_id`.
+//!
+//! Its rooms: [`config`] (`config.json`) and [`preprocess`](mod@preprocess) (image
+//! preparation); this file holds the model, its loading, both towers' forward passes and the
+//! [`ImageEncoder`] and [`TextEmbedder`] impls (the towers share one loader and one struct, so
+//! they stay together).
+
+pub mod config;
+pub mod preprocess;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -33,19 +41,16 @@ use tokenizers::{Tokenizer, TruncationParams};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 use image::RgbImage;
-use serde::Deserialize;
 
 use super::{ImageEmbedding, ImageEncoder};
-use crate::models::config_defaults::n;
+use crate::models::config_defaults::read_config;
 use crate::models::transformer::{Activation, Dense, Encoder, Layer, Norm, PatchEmbedding};
 use crate::models::{l2_normalize, TextEmbedder};
 use crate::{Error, Result};
 
-/// CLIP's per-channel pixel mean (RGB, on the 0..1 scale).
-pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-/// CLIP's per-channel pixel standard deviation (RGB, on the 0..1 scale): 0.26862954,
-/// 0.26130258, 0.27577711 as f32.
-pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
+pub use config::{ClipConfig, ClipTextConfig, ClipVisionConfig};
+pub use preprocess::{normalize_stack, preprocess, resize_center_crop, CLIP_MEAN, CLIP_STD};
+
 /// Images per forward pass in [`ImageEncoder::encode`].
 const IMAGE_BATCH: usize = 16;
 /// Texts per forward pass in [`TextEmbedder::embed`] (sorted by length, so little padding).
@@ -54,104 +59,6 @@ const TEXT_BATCH: usize = 64;
 pub const CLIP_MAX_TOKENS: usize = 77;
 /// The `eos_token_id` of the original CLIP configs, meaning "pool at the highest token id".
 const LEGACY_EOS: u32 = 2;
-
-/// The part of a `transformers` `CLIPConfig` (`config.json`) the towers need.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ClipConfig {
-    /// Length of both projected embeddings.
-    #[serde(default = "default_projection_dim")]
-    pub projection_dim: usize,
-    /// The initial `logit_scale`, used when the checkpoint has none.
-    #[serde(default = "default_logit_scale")]
-    pub logit_scale_init_value: f32,
-    /// The text tower.
-    pub text_config: ClipTextConfig,
-    /// The image tower.
-    pub vision_config: ClipVisionConfig,
-}
-
-/// `text_config` of a `CLIPConfig`; absent fields take the `transformers` defaults.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ClipTextConfig {
-    /// Number of token ids.
-    #[serde(default = "d_vocab")]
-    pub vocab_size: usize,
-    /// Width of the transformer.
-    #[serde(default = "n::<512>")]
-    pub hidden_size: usize,
-    /// Width of the MLP.
-    #[serde(default = "n::<2048>")]
-    pub intermediate_size: usize,
-    /// Number of layers.
-    #[serde(default = "n::<12>")]
-    pub num_hidden_layers: usize,
-    /// Number of attention heads.
-    #[serde(default = "n::<8>")]
-    pub num_attention_heads: usize,
-    /// Longest token sequence.
-    #[serde(default = "n::<77>")]
-    pub max_position_embeddings: usize,
-    /// MLP activation (`quick_gelu` or `gelu`).
-    #[serde(default = "d_act")]
-    pub hidden_act: String,
-    /// Layer-norm epsilon.
-    #[serde(default = "d_eps")]
-    pub layer_norm_eps: f64,
-    /// End-of-text token; 2 means "the highest id" (see the module docs).
-    #[serde(default = "d_eos")]
-    pub eos_token_id: u32,
-}
-
-/// `vision_config` of a `CLIPConfig`; absent fields take the `transformers` defaults.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ClipVisionConfig {
-    /// Width of the transformer.
-    #[serde(default = "n::<768>")]
-    pub hidden_size: usize,
-    /// Width of the MLP.
-    #[serde(default = "n::<3072>")]
-    pub intermediate_size: usize,
-    /// Number of layers.
-    #[serde(default = "n::<12>")]
-    pub num_hidden_layers: usize,
-    /// Number of attention heads.
-    #[serde(default = "n::<12>")]
-    pub num_attention_heads: usize,
-    /// Input channels.
-    #[serde(default = "n::<3>")]
-    pub num_channels: usize,
-    /// Side of the square input.
-    #[serde(default = "n::<224>")]
-    pub image_size: usize,
-    /// Side of a patch.
-    #[serde(default = "n::<32>")]
-    pub patch_size: usize,
-    /// MLP activation (`quick_gelu` or `gelu`).
-    #[serde(default = "d_act")]
-    pub hidden_act: String,
-    /// Layer-norm epsilon.
-    #[serde(default = "d_eps")]
-    pub layer_norm_eps: f64,
-}
-
-fn default_projection_dim() -> usize {
-    512
-}
-fn default_logit_scale() -> f32 {
-    2.6592
-}
-fn d_vocab() -> usize {
-    49408
-}
-fn d_act() -> String {
-    "quick_gelu".into()
-}
-fn d_eps() -> f64 {
-    1e-5
-}
-fn d_eos() -> u32 {
-    49407
-}
 
 /// The shape of one transformer stack.
 struct StackShape {
@@ -240,18 +147,7 @@ impl ClipModel {
     pub fn load_as(dir: &Path, name: &str) -> Result<Self> {
         let name = name.to_string();
         let config_path = dir.join("config.json");
-        let text = std::fs::read_to_string(&config_path).map_err(|e| {
-            Error::model(
-                &name,
-                format!("{}: cannot read: {e}", config_path.display()),
-            )
-        })?;
-        let config: ClipConfig = serde_json::from_str(&text).map_err(|e| {
-            Error::model(
-                &name,
-                format!("{}: not a CLIP config: {e}", config_path.display()),
-            )
-        })?;
+        let config: ClipConfig = read_config(&name, &config_path, "CLIP")?;
         let weights = dir.join("model.safetensors");
         let tensors = candle_core::safetensors::load(&weights, &Device::Cpu)
             .map_err(|e| Error::model(&name, format!("{}: cannot load: {e}", weights.display())))?;
@@ -331,26 +227,7 @@ impl ClipModel {
     ) -> Result<Self> {
         let fail = |detail: String| Error::model(&name, format!("{}: {detail}", file.display()));
         let (tc, vc) = (&config.text_config, &config.vision_config);
-        let act = |s: &str| {
-            Activation::parse(s).ok_or_else(|| fail(format!("unsupported hidden_act {s:?}")))
-        };
-        let (text_act, vision_act) = (act(&tc.hidden_act)?, act(&vc.hidden_act)?);
-        for (what, width, heads) in [
-            ("text", tc.hidden_size, tc.num_attention_heads),
-            ("vision", vc.hidden_size, vc.num_attention_heads),
-        ] {
-            if heads == 0 || width % heads != 0 {
-                return Err(fail(format!(
-                    "{what} width {width} is not a multiple of {heads} heads"
-                )));
-            }
-        }
-        if vc.patch_size == 0 || vc.image_size % vc.patch_size != 0 {
-            return Err(fail(format!(
-                "image size {} is not a multiple of patch size {}",
-                vc.image_size, vc.patch_size
-            )));
-        }
+        let (text_act, vision_act) = checked_activations(&config, fail)?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
         let build = || -> candle_core::Result<Self> {
             let v = vb.pp("vision_model");
@@ -523,6 +400,35 @@ impl ClipModel {
     }
 }
 
+/// The text and vision towers' activations, once `config`'s shapes are checked (widths a
+/// multiple of the heads, the image a multiple of the patch); `fail` makes the error.
+fn checked_activations(
+    config: &ClipConfig,
+    fail: impl Fn(String) -> Error,
+) -> Result<(Activation, Activation)> {
+    let (tc, vc) = (&config.text_config, &config.vision_config);
+    let act =
+        |s: &str| Activation::parse(s).ok_or_else(|| fail(format!("unsupported hidden_act {s:?}")));
+    let (text_act, vision_act) = (act(&tc.hidden_act)?, act(&vc.hidden_act)?);
+    for (what, width, heads) in [
+        ("text", tc.hidden_size, tc.num_attention_heads),
+        ("vision", vc.hidden_size, vc.num_attention_heads),
+    ] {
+        if heads == 0 || width % heads != 0 {
+            return Err(fail(format!(
+                "{what} width {width} is not a multiple of {heads} heads"
+            )));
+        }
+    }
+    if vc.patch_size == 0 || vc.image_size % vc.patch_size != 0 {
+        return Err(fail(format!(
+            "image size {} is not a multiple of patch size {}",
+            vc.image_size, vc.patch_size
+        )));
+    }
+    Ok((text_act, vision_act))
+}
+
 /// A tower's head: `norm`, `projection` and L2 normalisation of the pooled rows, as an
 /// `(rows, projection_dim)` tensor.
 fn project(norm: &Norm, projection: &Dense, pooled: &[f32]) -> candle_core::Result<Tensor> {
@@ -544,58 +450,6 @@ fn eos_position(seq: &[u32], eos: u32) -> usize {
     } else {
         seq.iter().position(|&t| t == eos).unwrap_or(0)
     }
-}
-
-/// Resizes the shorter side to `size` with bicubic (Catmull-Rom, as Pillow's BICUBIC) and
-/// crops the centre square, like OpenAI CLIP's torchvision pipeline and `transformers`'
-/// `CLIPImageProcessor`: the longer side becomes `floor(long * size / short)` and the crop
-/// starts at `(side - size) / 2`, rounded down.
-pub fn resize_center_crop(image: &RgbImage, size: u32) -> Result<RgbImage> {
-    super::preprocess::resize_center_crop_with(image, size, floor_dims)
-}
-
-/// The shorter side becomes `size`, the longer `floor(long * size / short)` (at least `size`).
-fn floor_dims(w: u32, h: u32, size: u32) -> (u64, u64) {
-    let size = size as u64;
-    let long = |l: u32, s: u32| (l as u64 * size / s as u64).max(size);
-    if h < w {
-        (long(w, h), size)
-    } else {
-        (size, long(h, w))
-    }
-}
-
-/// CLIP's preprocessing: [`resize_center_crop`] to `size`, then [`normalize_stack`].
-pub fn preprocess(images: &[RgbImage], size: usize) -> Result<Tensor> {
-    normalize_stack(images, size, resize_center_crop)
-}
-
-/// Each image made `size x size` by `resize`, then `(x / 255 - mean) / std` per channel
-/// ([`CLIP_MEAN`], [`CLIP_STD`]), stacked as an `(N, 3, size, size)` f32 tensor: the input of
-/// CLIP's and BLIP's vision towers.
-pub fn normalize_stack(
-    images: &[RgbImage],
-    size: usize,
-    resize: impl Fn(&RgbImage, u32) -> Result<RgbImage>,
-) -> Result<Tensor> {
-    if images.is_empty() {
-        return Err(Error::Invalid("no images to preprocess".into()));
-    }
-    let plane = size * size;
-    let mut data = vec![0f32; images.len() * 3 * plane];
-    for (image, dst) in images.iter().zip(data.chunks_mut(3 * plane)) {
-        let square = resize(image, size as u32)?;
-        for (i, px) in square.as_raw().chunks_exact(3).enumerate() {
-            for c in 0..3 {
-                dst[c * plane + i] = (px[c] as f32 / 255.0 - CLIP_MEAN[c]) / CLIP_STD[c];
-            }
-        }
-    }
-    Ok(Tensor::from_vec(
-        data,
-        (images.len(), 3, size, size),
-        &Device::Cpu,
-    )?)
 }
 
 impl ImageEncoder for ClipModel {
