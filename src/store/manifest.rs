@@ -23,6 +23,33 @@ pub struct Manifest {
     /// The image encoder that embedded the indexed images, once there are any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_model: Option<ImageModel>,
+    /// How the vector graphs are built; absent in manifests written before it was recorded,
+    /// which read as the values those indexes were built with ([`HnswParams::default`]).
+    #[serde(default)]
+    pub hnsw: HnswParams,
+}
+
+/// The construction parameters of every hnsw_rs graph of an index, fixed when the index is
+/// created: each graph is built, extended and rebuilt with these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HnswParams {
+    /// Graph degree (hnsw_rs `max_nb_connection`, `M`).
+    pub max_connections: usize,
+    /// Candidate list size while inserting (hnsw_rs `ef_construction`).
+    pub ef_construction: usize,
+    /// Most layers of the graph (hnsw_rs `max_layer`).
+    pub max_layers: usize,
+}
+
+impl Default for HnswParams {
+    /// The values every index was built with before they were recorded.
+    fn default() -> Self {
+        Self {
+            max_connections: 24,
+            ef_construction: 200,
+            max_layers: 16,
+        }
+    }
 }
 
 /// The image encoder recorded in a manifest.
@@ -59,6 +86,7 @@ impl Manifest {
             text_model_sha256: text_model_sha256.to_string(),
             dim,
             image_model: None,
+            hnsw: HnswParams::default(),
         }
     }
 
@@ -140,4 +168,41 @@ impl Manifest {
 
 fn short(sha: &str) -> &str {
     &sha[..sha.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_manifest_records_the_graph_parameters() {
+        let dir = tempfile::tempdir().unwrap();
+        Manifest::new("minilm", "ab", 384)
+            .write(dir.path())
+            .unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            json["hnsw"],
+            serde_json::json!({"max_connections": 24, "ef_construction": 200, "max_layers": 16})
+        );
+        let read = Manifest::read(dir.path()).unwrap().unwrap();
+        assert_eq!(read.hnsw, HnswParams::default());
+    }
+
+    #[test]
+    fn a_manifest_without_them_reads_as_the_old_values() {
+        let old = r#"{"format_version": 1, "text_model": "minilm", "text_model_sha256": "ab", "dim": 384}"#;
+        let read: Manifest = serde_json::from_str(old).unwrap();
+        assert_eq!(read.hnsw, HnswParams::default());
+        assert_eq!(
+            (
+                read.hnsw.max_connections,
+                read.hnsw.ef_construction,
+                read.hnsw.max_layers
+            ),
+            (24, 200, 16)
+        );
+    }
 }
