@@ -30,16 +30,19 @@ pub struct Manifest {
 }
 
 /// The construction parameters of every hnsw_rs graph of an index, fixed when the index is
-/// created: each graph is built, extended and rebuilt with these.
+/// created: each graph is built and rebuilt with these (a graph being extended keeps those it
+/// was built with). The layer count is not one of them: hnsw_rs dumps only graphs of its
+/// full 16 layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HnswParams {
-    /// Graph degree (hnsw_rs `max_nb_connection`, `M`).
+    /// Graph degree (hnsw_rs `max_nb_connection`, `M`), 1 to [`MAX_HNSW_CONNECTIONS`].
     pub max_connections: usize,
-    /// Candidate list size while inserting (hnsw_rs `ef_construction`).
+    /// Candidate list size while inserting (hnsw_rs `ef_construction`), at least 1.
     pub ef_construction: usize,
-    /// Most layers of the graph (hnsw_rs `max_layer`).
-    pub max_layers: usize,
 }
+
+/// Largest graph degree hnsw_rs builds (it ends the process above it).
+pub const MAX_HNSW_CONNECTIONS: usize = 256;
 
 impl Default for HnswParams {
     /// The values every index was built with before they were recorded.
@@ -47,8 +50,23 @@ impl Default for HnswParams {
         Self {
             max_connections: 24,
             ef_construction: 200,
-            max_layers: 16,
         }
+    }
+}
+
+impl HnswParams {
+    /// Fails unless hnsw_rs can build a graph with these.
+    fn check(&self) -> std::result::Result<(), String> {
+        if !(1..=MAX_HNSW_CONNECTIONS).contains(&self.max_connections) {
+            return Err(format!(
+                "hnsw.max_connections is {}, not 1 to {MAX_HNSW_CONNECTIONS}",
+                self.max_connections
+            ));
+        }
+        if self.ef_construction == 0 {
+            return Err("hnsw.ef_construction is 0".into());
+        }
+        Ok(())
     }
 }
 
@@ -94,16 +112,23 @@ impl Manifest {
     pub fn read(dir: &Path) -> Result<Option<Self>> {
         let path = dir.join("manifest.json");
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| Error::index(dir, format!("manifest.json is damaged: {e}"))),
+            Ok(bytes) => {
+                let damaged =
+                    |e: String| Error::index(dir, format!("manifest.json is damaged: {e}"));
+                let manifest: Self =
+                    serde_json::from_slice(&bytes).map_err(|e| damaged(e.to_string()))?;
+                manifest.hnsw.check().map_err(damaged)?;
+                Ok(Some(manifest))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io(path, e)),
         }
     }
 
-    /// Writes `dir/manifest.json` atomically.
+    /// Writes `dir/manifest.json` atomically; graph parameters hnsw_rs cannot build with are
+    /// refused ([`Error::Invalid`]).
     pub fn write(&self, dir: &Path) -> Result<()> {
+        self.hnsw.check().map_err(Error::Invalid)?;
         crate::fsio::write_atomic(
             &dir.join("manifest.json"),
             &serde_json::to_vec_pretty(self)?,
@@ -185,7 +210,7 @@ mod tests {
                 .unwrap();
         assert_eq!(
             json["hnsw"],
-            serde_json::json!({"max_connections": 24, "ef_construction": 200, "max_layers": 16})
+            serde_json::json!({"max_connections": 24, "ef_construction": 200})
         );
         let read = Manifest::read(dir.path()).unwrap().unwrap();
         assert_eq!(read.hnsw, HnswParams::default());
@@ -193,16 +218,37 @@ mod tests {
 
     #[test]
     fn a_manifest_without_them_reads_as_the_old_values() {
+        let dir = tempfile::tempdir().unwrap();
         let old = r#"{"format_version": 1, "text_model": "minilm", "text_model_sha256": "ab", "dim": 384}"#;
-        let read: Manifest = serde_json::from_str(old).unwrap();
+        std::fs::write(dir.path().join("manifest.json"), old).unwrap();
+        let read = Manifest::read(dir.path()).unwrap().unwrap();
         assert_eq!(read.hnsw, HnswParams::default());
         assert_eq!(
-            (
-                read.hnsw.max_connections,
-                read.hnsw.ef_construction,
-                read.hnsw.max_layers
-            ),
-            (24, 200, 16)
+            (read.hnsw.max_connections, read.hnsw.ef_construction),
+            (24, 200)
         );
+    }
+
+    #[test]
+    fn graph_parameters_hnsw_rs_refuses_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut manifest = Manifest::new("minilm", "ab", 384);
+        for (max_connections, ef_construction) in [(0, 200), (257, 200), (24, 0)] {
+            manifest.hnsw = HnswParams {
+                max_connections,
+                ef_construction,
+            };
+            assert!(manifest.write(dir.path()).is_err());
+            let json = serde_json::to_vec(&manifest).unwrap();
+            std::fs::write(dir.path().join("manifest.json"), json).unwrap();
+            let err = Manifest::read(dir.path()).unwrap_err().to_string();
+            assert!(err.contains("hnsw."), "{err}");
+        }
+        manifest.hnsw = HnswParams {
+            max_connections: MAX_HNSW_CONNECTIONS,
+            ef_construction: 1,
+        };
+        manifest.write(dir.path()).unwrap();
+        assert_eq!(Manifest::read(dir.path()).unwrap().unwrap(), manifest);
     }
 }

@@ -37,7 +37,7 @@ pub use catalog::{
     PromptRecord, Record,
 };
 pub use lock::WriterLock;
-pub use manifest::{HnswParams, ImageModel, Manifest, FORMAT_VERSION};
+pub use manifest::{HnswParams, ImageModel, Manifest, FORMAT_VERSION, MAX_HNSW_CONNECTIONS};
 pub use text::{TextHit, TextIndex, Watermark};
 pub use vectors::{dot, exact_search, VectorHit, VectorIndex};
 

@@ -21,6 +21,9 @@ use serde::{Deserialize, Serialize};
 use super::manifest::HnswParams;
 use crate::{Error, Result};
 
+/// Layers of every graph: hnsw_rs dumps only graphs of its full 16 layers, so this is not
+/// one of the index's [`HnswParams`].
+const MAX_LAYERS: usize = 16;
 /// Records inserted per parallel insertion call.
 const INSERT_CHUNK: usize = 50_000;
 
@@ -343,7 +346,7 @@ impl VectorIndex {
             Hnsw::new(
                 params.max_connections,
                 expected.max(1),
-                params.max_layers,
+                MAX_LAYERS,
                 params.ef_construction,
                 UnitDot,
             )
@@ -497,7 +500,6 @@ mod tests {
         let params = HnswParams {
             max_connections: 12,
             ef_construction: 50,
-            max_layers: 8,
         };
         let vectors = unit_vectors(40, 8);
         let source =
@@ -508,6 +510,5 @@ mod tests {
         let hnsw = load_graph(dir.path(), &state).unwrap();
         assert_eq!(hnsw.get_max_nb_connection(), 12);
         assert_eq!(hnsw.get_ef_construction(), 50);
-        assert_eq!(hnsw.get_max_level(), 8);
     }
 }
