@@ -19,13 +19,12 @@ use super::error::{ApiError, ApiResult, JSON};
 use super::query::Query;
 use super::upload::{read_upload, Upload};
 use super::AppState;
-use crate::generate::Exclude;
+use crate::generate::{Exclude, Generator};
+use crate::ingest::decode_image;
 use crate::ingest::read_metadata_bytes;
-use crate::ingest::{decode_image, DecodeLimits};
 use crate::search::{search_by_image, search_prompts, SearchConfig, SearchMode, MAX_K};
 use crate::{Error, Result};
 
-/// Largest `k` accepted (as on the command line).
 /// Longest search text accepted, in bytes.
 pub const MAX_QUERY_BYTES: usize = 4096;
 
@@ -108,12 +107,12 @@ pub async fn search_image(
             "the index holds no images; add some with `promptdex index FOLDER`",
         ));
     }
-    let upload = read_upload(&headers, body, app.limits.max_upload, app.limits.timeout).await?;
-    let limits = app.limits.decode.clone();
-    let found = app
-        .inference
-        .run(move || -> Result<_> {
-            let image = decode_upload(&upload, &limits)?;
+    let found = run_on_upload(
+        &app,
+        &headers,
+        body,
+        Some(generator),
+        move |generator, _, image| {
             let encoder = generator
                 .models()
                 .image
@@ -126,8 +125,9 @@ pub async fn search_image(
                 k,
                 generator.config().ef,
             )
-        })
-        .await??;
+        },
+    )
+    .await?;
     json_response(&found)
 }
 
@@ -142,13 +142,12 @@ pub async fn generate(
 ) -> ApiResult<Response> {
     let query = Query::parse(uri.query())?;
     let use_metadata = query.flag("metadata", true)?;
-    let upload = read_upload(&headers, body, app.limits.max_upload, app.limits.timeout).await?;
-    let generator = app.generator();
-    let limits = app.limits.decode.clone();
-    let generated = app
-        .inference
-        .run(move || {
-            let image = decode_upload(&upload, &limits)?;
+    let generated = run_on_upload(
+        &app,
+        &headers,
+        body,
+        None,
+        move |generator, upload, image| {
             use image::ImageFormat::{Jpeg, Png, WebP};
             // Metadata trouble is a warning in the answer, never a refused upload.
             let read = (use_metadata && matches!(upload.format, Png | Jpeg | WebP))
@@ -158,15 +157,38 @@ pub async fn generate(
             if let Some(read) = read {
                 generated.warnings = read.warnings.iter().map(ToString::to_string).collect();
             }
-            Ok::<_, Error>(generated)
-        })
-        .await??;
+            Ok(generated)
+        },
+    )
+    .await?;
     json_response(&generated)
 }
 
-/// Decodes an upload within the server's decode limits.
-fn decode_upload(upload: &Upload, limits: &DecodeLimits) -> Result<RgbImage> {
-    decode_image(Path::new(&upload.name), &upload.bytes, limits)
+/// Reads the image upload in `body`, then runs `work` on the inference pool with it, its
+/// pixels decoded within the server's decode limits, and `generator` (when `None`, the one
+/// serving once the upload is read).
+async fn run_on_upload<T, F>(
+    app: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    generator: Option<Arc<Generator>>,
+    work: F,
+) -> ApiResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&Generator, &Upload, RgbImage) -> Result<T> + Send + 'static,
+{
+    let upload = read_upload(headers, body, app.limits.max_upload, app.limits.timeout).await?;
+    let generator = generator.unwrap_or_else(|| app.generator());
+    let limits = app.limits.decode.clone();
+    let done = app
+        .inference
+        .run(move || {
+            let image = decode_image(Path::new(&upload.name), &upload.bytes, &limits)?;
+            work(&generator, &upload, image)
+        })
+        .await??;
+    Ok(done)
 }
 
 /// `GET /api/stats`: the index (records, prompts, images, bytes on disk, the generation served

@@ -23,6 +23,51 @@ pub struct Manifest {
     /// The image encoder that embedded the indexed images, once there are any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_model: Option<ImageModel>,
+    /// How the vector graphs are built; absent in manifests written before it was recorded,
+    /// which read as the values those indexes were built with ([`HnswParams::default`]).
+    #[serde(default)]
+    pub hnsw: HnswParams,
+}
+
+/// The construction parameters of every hnsw_rs graph of an index, fixed when the index is
+/// created: each graph is built and rebuilt with these (a graph being extended keeps those it
+/// was built with). The layer count is not one of them: hnsw_rs dumps only graphs of its
+/// full 16 layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HnswParams {
+    /// Graph degree (hnsw_rs `max_nb_connection`, `M`), 1 to [`MAX_HNSW_CONNECTIONS`].
+    pub max_connections: usize,
+    /// Candidate list size while inserting (hnsw_rs `ef_construction`), at least 1.
+    pub ef_construction: usize,
+}
+
+/// Largest graph degree hnsw_rs builds (it ends the process above it).
+pub const MAX_HNSW_CONNECTIONS: usize = 256;
+
+impl Default for HnswParams {
+    /// The values every index was built with before they were recorded.
+    fn default() -> Self {
+        Self {
+            max_connections: 24,
+            ef_construction: 200,
+        }
+    }
+}
+
+impl HnswParams {
+    /// Fails unless hnsw_rs can build a graph with these.
+    fn check(&self) -> std::result::Result<(), String> {
+        if !(1..=MAX_HNSW_CONNECTIONS).contains(&self.max_connections) {
+            return Err(format!(
+                "hnsw.max_connections is {}, not 1 to {MAX_HNSW_CONNECTIONS}",
+                self.max_connections
+            ));
+        }
+        if self.ef_construction == 0 {
+            return Err("hnsw.ef_construction is 0".into());
+        }
+        Ok(())
+    }
 }
 
 /// The image encoder recorded in a manifest.
@@ -59,6 +104,7 @@ impl Manifest {
             text_model_sha256: text_model_sha256.to_string(),
             dim,
             image_model: None,
+            hnsw: HnswParams::default(),
         }
     }
 
@@ -66,16 +112,23 @@ impl Manifest {
     pub fn read(dir: &Path) -> Result<Option<Self>> {
         let path = dir.join("manifest.json");
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| Error::index(dir, format!("manifest.json is damaged: {e}"))),
+            Ok(bytes) => {
+                let damaged =
+                    |e: String| Error::index(dir, format!("manifest.json is damaged: {e}"));
+                let manifest: Self =
+                    serde_json::from_slice(&bytes).map_err(|e| damaged(e.to_string()))?;
+                manifest.hnsw.check().map_err(damaged)?;
+                Ok(Some(manifest))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io(path, e)),
         }
     }
 
-    /// Writes `dir/manifest.json` atomically.
+    /// Writes `dir/manifest.json` atomically; graph parameters hnsw_rs cannot build with are
+    /// refused ([`Error::Invalid`]).
     pub fn write(&self, dir: &Path) -> Result<()> {
+        self.hnsw.check().map_err(Error::Invalid)?;
         crate::fsio::write_atomic(
             &dir.join("manifest.json"),
             &serde_json::to_vec_pretty(self)?,
@@ -140,4 +193,62 @@ impl Manifest {
 
 fn short(sha: &str) -> &str {
     &sha[..sha.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_manifest_records_the_graph_parameters() {
+        let dir = tempfile::tempdir().unwrap();
+        Manifest::new("minilm", "ab", 384)
+            .write(dir.path())
+            .unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            json["hnsw"],
+            serde_json::json!({"max_connections": 24, "ef_construction": 200})
+        );
+        let read = Manifest::read(dir.path()).unwrap().unwrap();
+        assert_eq!(read.hnsw, HnswParams::default());
+    }
+
+    #[test]
+    fn a_manifest_without_them_reads_as_the_old_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = r#"{"format_version": 1, "text_model": "minilm", "text_model_sha256": "ab", "dim": 384}"#;
+        std::fs::write(dir.path().join("manifest.json"), old).unwrap();
+        let read = Manifest::read(dir.path()).unwrap().unwrap();
+        assert_eq!(read.hnsw, HnswParams::default());
+        assert_eq!(
+            (read.hnsw.max_connections, read.hnsw.ef_construction),
+            (24, 200)
+        );
+    }
+
+    #[test]
+    fn graph_parameters_hnsw_rs_refuses_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut manifest = Manifest::new("minilm", "ab", 384);
+        for (max_connections, ef_construction) in [(0, 200), (257, 200), (24, 0)] {
+            manifest.hnsw = HnswParams {
+                max_connections,
+                ef_construction,
+            };
+            assert!(manifest.write(dir.path()).is_err());
+            let json = serde_json::to_vec(&manifest).unwrap();
+            std::fs::write(dir.path().join("manifest.json"), json).unwrap();
+            let err = Manifest::read(dir.path()).unwrap_err().to_string();
+            assert!(err.contains("hnsw."), "{err}");
+        }
+        manifest.hnsw = HnswParams {
+            max_connections: MAX_HNSW_CONNECTIONS,
+            ef_construction: 1,
+        };
+        manifest.write(dir.path()).unwrap();
+        assert_eq!(Manifest::read(dir.path()).unwrap().unwrap(), manifest);
+    }
 }

@@ -1,7 +1,7 @@
 //! Store: one index directory holding everything promptdex knows.
 //!
 //! ```text
-//! DIR/manifest.json   format version, text model + checksum, dimension
+//! DIR/manifest.json   format version, text model + checksum, dimension, graph parameters
 //! DIR/writer.lock     held by the one process allowed to write
 //! DIR/catalog/        sled: every record and its embedding (the source of truth)
 //! DIR/text/           tantivy: BM25 over the prompts (derived, rebuildable)
@@ -37,7 +37,7 @@ pub use catalog::{
     PromptRecord, Record,
 };
 pub use lock::WriterLock;
-pub use manifest::{ImageModel, Manifest, FORMAT_VERSION};
+pub use manifest::{HnswParams, ImageModel, Manifest, FORMAT_VERSION, MAX_HNSW_CONNECTIONS};
 pub use text::{TextHit, TextIndex, Watermark};
 pub use vectors::{dot, exact_search, VectorHit, VectorIndex};
 
@@ -151,6 +151,7 @@ impl IndexWriter {
             |a, b| self.catalog.text_vectors(a, b),
             self.manifest.dim,
             target.records,
+            &self.manifest.hnsw,
             &mut |line| progress(&format!("prompt graph: {line}")),
         )?;
         if let Some(image) = &self.manifest.image_model {
@@ -159,6 +160,7 @@ impl IndexWriter {
                 |a, b| self.catalog.image_vectors(a, b),
                 image.dim,
                 target.records,
+                &self.manifest.hnsw,
                 &mut |line| progress(&format!("image graph: {line}")),
             )?;
             if image.text_aligned {
@@ -167,6 +169,7 @@ impl IndexWriter {
                     |a, b| self.catalog.aligned_vectors(a, b),
                     image.dim,
                     self.catalog.aligned_upto()?,
+                    &self.manifest.hnsw,
                     &mut |line| progress(&format!("cross-modal prompt graph: {line}")),
                 )?;
             }

@@ -18,13 +18,11 @@ use std::path::{Path, PathBuf};
 use hnsw_rs::prelude::{AnnT, Distance, Hnsw, HnswIo};
 use serde::{Deserialize, Serialize};
 
+use super::manifest::HnswParams;
 use crate::{Error, Result};
 
-/// Graph degree (hnsw_rs `max_nb_connection`).
-const MAX_CONNECTIONS: usize = 24;
-/// Candidate list size while building.
-const EF_CONSTRUCTION: usize = 200;
-/// Layers of the graph.
+/// Layers of every graph: hnsw_rs dumps only graphs of its full 16 layers, so this is not
+/// one of the index's [`HnswParams`].
 const MAX_LAYERS: usize = 16;
 /// Records inserted per parallel insertion call.
 const INSERT_CHUNK: usize = 50_000;
@@ -298,12 +296,14 @@ impl VectorIndex {
     /// generation and switches to it; does nothing when the graph is already there and sound.
     /// Returns the number of vectors added. A graph without a recorded sum is read from record 0
     /// so the sum covers every vector; a damaged graph (see the module docs) is rebuilt from
-    /// record 0, and `progress` is told why.
+    /// record 0, and `progress` is told why. A new graph is built with `params` (the index's,
+    /// from its manifest).
     pub fn sync<'c, I>(
         dir: &Path,
         source: impl FnOnce(u64, u64) -> I,
         dim: usize,
         to: u64,
+        params: &HnswParams,
         progress: &mut dyn FnMut(&str),
     ) -> Result<usize>
     where
@@ -344,10 +344,10 @@ impl VectorIndex {
         let expected = to.saturating_sub(from) as usize + old.as_ref().map_or(0, |s| s.points);
         let hnsw = loaded.unwrap_or_else(|| {
             Hnsw::new(
-                MAX_CONNECTIONS,
+                params.max_connections,
                 expected.max(1),
                 MAX_LAYERS,
-                EF_CONSTRUCTION,
+                params.ef_construction,
                 UnitDot,
             )
         });
@@ -473,5 +473,42 @@ impl VectorIndex {
                 similarity: 1.0 - n.distance,
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` unit vectors of `dim` values with ids from 0, each a different mix of two axes.
+    fn unit_vectors(n: usize, dim: usize) -> Vec<(u64, Vec<f32>)> {
+        (0..n)
+            .map(|i| {
+                let angle = i as f32 * 0.1;
+                let mut v = vec![0f32; dim];
+                v[i % dim] = angle.cos();
+                v[(i + 1) % dim] += angle.sin();
+                crate::models::l2_normalize(&mut v);
+                (i as u64, v)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_new_graph_is_built_with_the_parameters_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let params = HnswParams {
+            max_connections: 12,
+            ef_construction: 50,
+        };
+        let vectors = unit_vectors(40, 8);
+        let source =
+            |from: u64, to: u64| vectors[from as usize..to as usize].iter().cloned().map(Ok);
+        let added = VectorIndex::sync(dir.path(), source, 8, 40, &params, &mut |_| {}).unwrap();
+        assert_eq!(added, 40);
+        let state = read_state(dir.path()).unwrap().unwrap();
+        let hnsw = load_graph(dir.path(), &state).unwrap();
+        assert_eq!(hnsw.get_max_nb_connection(), 12);
+        assert_eq!(hnsw.get_ef_construction(), 50);
     }
 }

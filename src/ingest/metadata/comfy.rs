@@ -21,7 +21,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde_json::{Map, Value};
 
-use super::{json_object, EmbeddedPrompt, Provenance, Scan};
+use super::params::{json_object, size_of};
+use super::{EmbeddedPrompt, Provenance, Scan};
 use crate::ingest::limits::MAX_PROMPT_BYTES;
 
 type Graph = Map<String, Value>;
@@ -134,6 +135,26 @@ pub(super) fn join_texts(texts: impl IntoIterator<Item = String>, delimiter: &st
     out
 }
 
+/// The prompt a sampler's two sides give, `None` when both are empty. `collect` gathers the
+/// texts of one side, each node visited once per side (its `seen` set); the distinct texts
+/// of a side are joined.
+pub(super) fn sampler_prompt<K>(
+    provenance: Provenance,
+    mut collect: impl FnMut(Side, &mut HashSet<K>, &mut Vec<String>),
+) -> Option<EmbeddedPrompt> {
+    let mut side_text = |side| {
+        let mut texts = Vec::new();
+        collect(side, &mut HashSet::new(), &mut texts);
+        join_texts(texts, ", ")
+    };
+    let positive = side_text(Side::Positive);
+    let negative = side_text(Side::Negative);
+    if positive.is_empty() && negative.is_empty() {
+        return None;
+    }
+    Some(EmbeddedPrompt::new(provenance, positive).negative(Some(negative.as_str())))
+}
+
 /// The message of a graph that spent the file's step budget.
 pub(super) fn too_complex() -> String {
     format!(
@@ -219,16 +240,15 @@ impl<'g> Walk<'g, '_> {
             key(a, na).cmp(&key(b, nb)).then_with(|| a.cmp(b))
         });
         for (id, node) in samplers {
-            let positive = self.side_text(node, Side::Positive);
-            let negative = self.side_text(node, Side::Negative);
+            let found = sampler_prompt(Provenance::ComfyUi, |side, seen, out| {
+                self.sampler_side(node, side, 0, seen, out)
+            });
             if self.scan.exhausted() {
                 return None;
             }
-            if positive.is_empty() && negative.is_empty() {
+            let Some(mut found) = found else {
                 continue;
-            }
-            let mut found = EmbeddedPrompt::new(Provenance::ComfyUi, positive)
-                .negative(Some(negative.as_str()));
+            };
             let mut roots = vec![id.as_str()];
             if !class(node).contains("Sampler") {
                 // A guider is read by a sampler that holds the other settings.
@@ -242,14 +262,6 @@ impl<'g> Walk<'g, '_> {
             return Some(found);
         }
         None
-    }
-
-    /// The text reaching `sampler`'s `side`, the parts of combined conditionings joined.
-    fn side_text(&mut self, sampler: &'g Map<String, Value>, side: Side) -> String {
-        let mut texts = Vec::new();
-        let mut seen = HashSet::new();
-        self.sampler_side(sampler, side, 0, &mut seen, &mut texts);
-        join_texts(texts, ", ")
     }
 
     /// Collects the texts of `side` for a sampler or guider, following a `guider` link.
@@ -447,10 +459,7 @@ fn gather_settings(graph: &Graph, roots: &[&str], params: &mut Map<String, Value
             }
         }
     }
-    if let (Some(Value::Number(w)), Some(Value::Number(h))) =
-        (params.get("width"), params.get("height"))
-    {
-        let size = format!("{w}x{h}");
-        params.entry("size").or_insert(size.into());
+    if let Some(size) = size_of(params) {
+        params.entry("size").or_insert(size);
     }
 }

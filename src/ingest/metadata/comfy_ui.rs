@@ -16,9 +16,11 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{Map, Value};
 
 use super::comfy::{
-    is_conditioning_input, join_texts, too_complex, Side, MAX_DEPTH, TEXT_GROUPS, TEXT_KEYS,
+    is_conditioning_input, join_texts, sampler_prompt, too_complex, Side, MAX_DEPTH, TEXT_GROUPS,
+    TEXT_KEYS,
 };
-use super::{json_object, EmbeddedPrompt, Provenance, Scan};
+use super::params::json_object;
+use super::{EmbeddedPrompt, Provenance, Scan};
 
 type Detail = String;
 type Node = Map<String, Value>;
@@ -245,16 +247,15 @@ impl<'a> Walk<'_, 'a, '_> {
         samplers.sort_by_key(|id| !node_type(flow.nodes[*id]).contains("Sampler"));
         for id in samplers {
             let sampler = flow.nodes[id];
-            let positive = self.side_text(sampler, Side::Positive);
-            let negative = self.side_text(sampler, Side::Negative);
+            let found = sampler_prompt(Provenance::ComfyUiWorkflow, |side, seen, out| {
+                self.sampler_side(sampler, side, 0, seen, out)
+            });
             if self.scan.exhausted() {
                 return None;
             }
-            if positive.is_empty() && negative.is_empty() {
+            let Some(mut found) = found else {
                 continue;
-            }
-            let mut found = EmbeddedPrompt::new(Provenance::ComfyUiWorkflow, positive)
-                .negative(Some(negative.as_str()));
+            };
             sampler_settings(sampler, &mut found.parameters);
             return Some(found);
         }
@@ -287,13 +288,6 @@ impl<'a> Walk<'_, 'a, '_> {
         let found = EmbeddedPrompt::new(Provenance::ComfyUiWorkflow, positive.unwrap_or_default())
             .negative(negative.as_deref());
         found.has_text().then_some(found)
-    }
-
-    fn side_text(&mut self, sampler: &'a Node, side: Side) -> String {
-        let mut out = Vec::new();
-        let mut seen = HashSet::new();
-        self.sampler_side(sampler, side, 0, &mut seen, &mut out);
-        join_texts(out, ", ")
     }
 
     /// Collects the texts of `side` for a sampler or guider, following a `guider` link.

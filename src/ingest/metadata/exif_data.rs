@@ -11,7 +11,7 @@ use std::io::{BufRead, Read, Seek};
 
 use exif::{Reader, Value};
 
-use super::png::latin1_or_utf8;
+use super::text::latin1_or_utf8;
 use super::{a1111, comfy, comfy_ui, EmbeddedPrompt, Provenance, Scan, MAX_TEXT_BYTES};
 
 type Detail = String;

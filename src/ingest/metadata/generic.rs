@@ -7,7 +7,8 @@
 use serde_json::Value;
 
 use super::a1111::typed_value;
-use super::{copy_scalars, json_object, EmbeddedPrompt, Provenance};
+use super::params::{copy_scalars, json_object};
+use super::{EmbeddedPrompt, Provenance};
 
 type Detail = String;
 

@@ -11,7 +11,8 @@
 use serde_json::{Map, Value};
 
 use super::a1111::typed_value;
-use super::{copy_scalars, json_object, EmbeddedPrompt, Provenance};
+use super::params::{copy_scalars, json_object, size_of};
+use super::{EmbeddedPrompt, Provenance};
 
 type Detail = String;
 
@@ -180,12 +181,8 @@ pub(super) fn parse_dream(text: &str) -> Result<Option<EmbeddedPrompt>, Detail> 
         };
         insert_new(&mut found.parameters, key, value);
     }
-    let params = &found.parameters;
-    if let (Some(Value::Number(w)), Some(Value::Number(h))) =
-        (params.get("width"), params.get("height"))
-    {
-        let size = format!("{w}x{h}");
-        insert_new(&mut found.parameters, "size".into(), size.into());
+    if let Some(size) = size_of(&found.parameters) {
+        insert_new(&mut found.parameters, "size".into(), size);
     }
     Ok(found.has_text().then_some(found))
 }

@@ -15,6 +15,8 @@
 //! - `generic`: JSON `parameters` (Fooocus) and plain `prompt` chunks (Easy Diffusion).
 //! - `exif_data`: JPEG and WebP containers, EXIF `UserComment` (UTF-16 either way round).
 //! - `sidecar`: the `.txt` / `.caption` file beside an image.
+//! - `params`: the settings map (JSON objects, scalars copied, `size` from width and height).
+//! - `text`: Latin-1 or UTF-8 bytes to text, shared by `png` and `exif_data`.
 //!
 //! In a PNG the first convention that yields a prompt wins, in this order: `parameters` (A1111
 //! text, or Fooocus JSON), `invokeai_metadata`, `sd-metadata`, `Dream`, `prompt` (ComfyUI graph,
@@ -37,8 +39,10 @@ mod exif_data;
 mod generic;
 mod invoke;
 mod novelai;
+mod params;
 mod png;
 mod sidecar;
+mod text;
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek};
@@ -401,41 +405,5 @@ fn sniff(head: &[u8]) -> std::result::Result<Kind, String> {
         Err("not an image: the file starts with text, not a PNG, JPEG or WebP signature".into())
     } else {
         Err("not a PNG, JPEG or WebP image (unknown signature)".into())
-    }
-}
-
-/// Copies the scalar members of a JSON object (numbers, strings, booleans) into `out`,
-/// skipping `skip` and renaming per `rename`; a key already in `out` is kept.
-fn copy_scalars(
-    src: &Map<String, Value>,
-    out: &mut Map<String, Value>,
-    skip: &[&str],
-    rename: &[(&str, &str)],
-) {
-    for (key, value) in src {
-        if skip.contains(&key.as_str()) || !is_scalar(value) {
-            continue;
-        }
-        let key = rename
-            .iter()
-            .find(|(from, _)| from == key)
-            .map_or(key.as_str(), |(_, to)| to);
-        if !out.contains_key(key) {
-            out.insert(key.to_string(), value.clone());
-        }
-    }
-}
-
-fn is_scalar(value: &Value) -> bool {
-    matches!(value, Value::Number(_) | Value::Bool(_))
-        || value.as_str().is_some_and(|s| !s.is_empty())
-}
-
-/// Parses `text` as a JSON object, naming `what` in the error.
-fn json_object(text: &str, what: &str) -> std::result::Result<Map<String, Value>, String> {
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(format!("{what} is JSON but not an object")),
-        Err(e) => Err(format!("{what} is not valid JSON: {e}")),
     }
 }

@@ -5,7 +5,8 @@
 
 use serde_json::{Map, Value};
 
-use super::{copy_scalars, json_object, EmbeddedPrompt, Provenance};
+use super::params::{copy_scalars, json_object, size_of};
+use super::{EmbeddedPrompt, Provenance};
 
 type Detail = String;
 
@@ -63,11 +64,8 @@ pub(super) fn parse_novelai(
     let mut found = EmbeddedPrompt::new(Provenance::NovelAi, prompt).negative(negative);
     let params = &mut found.parameters;
     copy_scalars(&settings, params, &SKIP, &[("scale", "cfg_scale")]);
-    if let (Some(Value::Number(w)), Some(Value::Number(h))) =
-        (params.get("width"), params.get("height"))
-    {
-        let size = format!("{w}x{h}");
-        params.insert("size".into(), size.into());
+    if let Some(size) = size_of(params) {
+        params.insert("size".into(), size);
     }
     if let Some(source) = source.map(str::trim).filter(|s| !s.is_empty()) {
         params.entry("model").or_insert(source.into());

@@ -13,6 +13,7 @@ use std::io::{BufRead, Read, Seek};
 
 use flate2::read::ZlibDecoder;
 
+use super::text::{latin1, latin1_or_utf8};
 use super::{a1111, comfy, comfy_ui, exif_data, generic, invoke, novelai};
 use super::{EmbeddedPrompt, Scan, MAX_TEXT_BYTES};
 
@@ -221,17 +222,6 @@ fn decode_text(kind: &[u8; 4], data: &[u8]) -> Result<TextChunk, Detail> {
 fn split_nul(data: &[u8]) -> Option<(&[u8], &[u8])> {
     let at = data.iter().position(|&b| b == 0)?;
     Some((&data[..at], &data[at + 1..]))
-}
-
-fn latin1(bytes: &[u8]) -> String {
-    bytes.iter().map(|&b| char::from(b)).collect()
-}
-
-pub(super) fn latin1_or_utf8(bytes: &[u8]) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => text.to_string(),
-        Err(_) => latin1(bytes),
-    }
 }
 
 /// zlib-decompresses at most [`MAX_TEXT_BYTES`].
