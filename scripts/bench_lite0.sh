@@ -24,4 +24,4 @@ echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), threads 
 rm -rf target/bench/lite0-index
 RAYON_NUM_THREADS=$THREADS ./target/release/promptdex index "$TILES" --index target/bench/lite0-index
 # promptdex forward alone (preprocessed batches of 16, like onnxruntime's second line):
-EFFNET_BENCH_BATCH=16 cargo test --release --quiet --test efficientnet -- --ignored lite0_throughput --nocapture 2>&1 | grep -i "images/s"
+EFFNET_BENCH_BATCH=16 cargo test --release --quiet --test integration -- --ignored lite0_throughput --nocapture 2>&1 | grep -i "images/s"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Independent PyTorch reference for promptdex's EfficientNet-Lite (candle) encoder.
 
-Writes the fixtures that tests/efficientnet.rs compares against: for every image, the
+Writes the fixtures that tests/integration/efficientnet.rs compares against: for every image, the
 preprocessed uint8 crop the model sees, the 1280-d pooled features and the 1000 ImageNet
 logits, all as .npy, plus a manifest.json.
 

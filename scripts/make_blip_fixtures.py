@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Builds tiny random BLIP captioning checkpoints and their reference outputs for tests/blip.rs.
+"""Builds tiny random BLIP captioning checkpoints and their reference outputs for tests/integration/blip.rs.
 
 Requires: pip install torch transformers tokenizers numpy pillow
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Builds tiny random CLIP checkpoints and their reference outputs for tests/clip.rs.
+"""Builds tiny random CLIP checkpoints and their reference outputs for tests/integration/clip.rs.
 
 Requires: pip install torch transformers numpy pillow
 

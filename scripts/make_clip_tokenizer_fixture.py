@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Builds the real CLIP tokenizer and a tiny CLIP with the real vocabulary, for tests/clip.rs.
+"""Builds the real CLIP tokenizer and a tiny CLIP with the real vocabulary, for tests/integration/clip.rs.
 
 Requires: pip install torch transformers numpy regex
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the small image fixtures of tests/metadata.rs into tests/fixtures/metadata/.
+"""Writes the small image fixtures of tests/integration/metadata.rs into tests/fixtures/metadata/.
 
 Standard library only: PNG chunks, a baseline 1x1 JPEG, a lossless 1x1 WebP and the EXIF
 (TIFF) blocks are assembled byte by byte. Each file carries the prompt the way one Stable

@@ -1,6 +1,6 @@
 //! Shared helpers for the integration tests: real models, real data, the real binary.
-#![allow(dead_code)]
 
+pub mod cdp;
 pub mod png;
 pub mod server;
 
@@ -27,6 +27,23 @@ pub fn data_dir() -> PathBuf {
     std::env::var_os("PROMPTDEX_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("../shared/data"))
+}
+
+/// The darknet photos in `target/test-photos` (`scripts/fetch_test_photos.sh`, run once per
+/// test binary, so two tests never fetch them at once).
+pub fn photos_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = root().join("target/test-photos");
+        let status = Command::new("bash")
+            .arg(root().join("scripts/fetch_test_photos.sh"))
+            .arg(&dir)
+            .status()
+            .expect("running scripts/fetch_test_photos.sh");
+        assert!(status.success(), "scripts/fetch_test_photos.sh failed");
+        dir
+    })
+    .clone()
 }
 
 /// MiniLM's folder, fetched (and verified) by the project's own code on first use.

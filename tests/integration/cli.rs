@@ -1,6 +1,6 @@
 //! The command line end to end, in temporary directories, with the real model and data.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

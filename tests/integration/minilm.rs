@@ -1,6 +1,6 @@
 //! all-MiniLM-L6-v2 against the Kaggle competition's own vectors, with the real weights.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

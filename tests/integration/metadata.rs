@@ -2,10 +2,7 @@
 //! one small fixture per format (written by `scripts/make_metadata_fixtures.py`), malformed
 //! files built here, ComfyUI graphs (real shapes and pathological ones), the shared prompt
 //! limit, and the A1111 `parameters` parser on its own.
-#![recursion_limit = "256"]
-
-#[path = "common/png.rs"]
-mod png;
+use crate::common::png;
 
 use png::png_chunk;
 use std::collections::HashMap;
@@ -19,12 +16,7 @@ use promptdex::ingest::metadata::{
 use promptdex::Error;
 use serde_json::{json, Value};
 
-/// The shared real data: `$PROMPTDEX_DATA`, else `../shared/data` beside the repository.
-fn data_dir() -> PathBuf {
-    std::env::var_os("PROMPTDEX_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"))
-}
+use crate::common::data_dir;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

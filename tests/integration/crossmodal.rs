@@ -5,7 +5,7 @@
 //! retrieval but exact as computation: every result is checked against a brute-force ranking
 //! computed here from the encoder's own vectors.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::path::Path;

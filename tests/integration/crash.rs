@@ -7,7 +7,7 @@
 //! from a seeded RNG in `0..that time` (model loading, embedding, commits, the text sync and the
 //! graph dump are all hit), then run again to completion, and both indexes are compared.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

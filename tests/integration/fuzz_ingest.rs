@@ -7,10 +7,9 @@
 //! within the shared limit. The runs are seeded (reproducible): `PROMPTDEX_FUZZ_SEED` picks
 //! another seed, and `PROMPTDEX_FUZZ_CASES` sets the cases per parser for a longer run than
 //! the few seconds per parser `cargo test` spends, e.g.
-//! `PROMPTDEX_FUZZ_CASES=20000 cargo test --release --test fuzz_ingest -- --nocapture`.
+//! `PROMPTDEX_FUZZ_CASES=20000 cargo test --release --test integration fuzz_ingest -- --nocapture`.
 
-#[path = "common/png.rs"]
-mod png;
+use crate::common::png;
 
 use png::png_chunk as chunk;
 use std::io::Write;

@@ -1,6 +1,6 @@
 //! Model fetching: verification, idempotence and clear failures.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -3,7 +3,7 @@
 //! leave-one-out never offers an image its own record, and small command-line failures end
 //! plainly. Real images, the real models, the real binary.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

@@ -1,7 +1,7 @@
 //! Indexing image folders end to end: embedded prompts, incremental runs, bad files, and
 //! same-artist retrieval with the real EfficientNet-Lite0.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -19,37 +19,7 @@ use promptdex::models::registry::{
 };
 use promptdex::models::{fetch_model, EfficientNetLite, ImageEncoder};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn models_dir() -> PathBuf {
-    std::env::var_os("PROMPTDEX_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("models"))
-}
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("PROMPTDEX_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared/data"))
-}
-
-/// The darknet photos, fetched once per test binary.
-fn photos_dir() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = root().join("target/test-photos");
-        let status = std::process::Command::new("bash")
-            .arg(root().join("scripts/fetch_test_photos.sh"))
-            .arg(&dir)
-            .status()
-            .expect("running scripts/fetch_test_photos.sh");
-        assert!(status.success(), "scripts/fetch_test_photos.sh failed");
-        dir
-    })
-    .clone()
-}
+use crate::common::{data_dir, models_dir, photos_dir, root};
 
 /// A model folder, fetched (and converted, and verified) on first use.
 fn fetched(spec: &'static ModelSpec) -> PathBuf {

@@ -2,7 +2,7 @@
 //! bad requests get JSON errors with 4xx statuses while the server keeps serving, and a full
 //! queue answers 503 with Retry-After.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

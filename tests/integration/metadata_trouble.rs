@@ -4,7 +4,7 @@
 //! by the real CLI and models; each problem is a warning naming the file and the chunk, and
 //! `generate` works on each file.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

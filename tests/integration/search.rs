@@ -1,6 +1,6 @@
 //! Search quality through the library: graph recall against brute force on real vectors.
 
-mod common;
+use crate::common;
 
 use promptdex::indexer::{import_corpus, ImportConfig, ImportProgress, ImportReport};
 use promptdex::models::TextEmbedder;

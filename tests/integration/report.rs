@@ -1,7 +1,7 @@
 //! `promptdex report` end to end: a small real index, a real evaluation of the Kaggle sample,
 //! and the report folder written from its JSON.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

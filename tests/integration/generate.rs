@@ -3,7 +3,7 @@
 //! the competition's shape, indexes without images or without a corpus still generate, and the
 //! ImageNet tagger names real photos.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -305,7 +305,7 @@ fn tagger_names_real_photos() {
         .join("model.safetensors");
     let encoder = EfficientNetLite::load(&weights).unwrap();
     let tagger = ImageNetTagger::new(classes);
-    let photos = photos();
+    let photos = common::photos_dir();
     let load = |name: &str| image::open(photos.join(name)).unwrap().to_rgb8();
     let out = encoder
         .encode(&[load("eagle.jpg"), load("dog.jpg")])
@@ -330,20 +330,6 @@ fn tagger_names_real_photos() {
         .top
         .windows(2)
         .all(|w| w[0].probability >= w[1].probability));
-}
-
-/// The darknet photos (scripts/fetch_test_photos.sh).
-fn photos() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let status = std::process::Command::new("bash")
-            .arg(root().join("scripts/fetch_test_photos.sh"))
-            .status()
-            .expect("running scripts/fetch_test_photos.sh");
-        assert!(status.success());
-        root().join("target/test-photos")
-    })
-    .clone()
 }
 
 #[test]

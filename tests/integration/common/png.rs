@@ -1,5 +1,4 @@
-//! PNG chunks for tests that build files by hand (a module of its own, so test binaries that
-//! do not use the rest of `common` can include it with `#[path]`).
+//! PNG chunks for tests that build files by hand.
 
 /// A PNG chunk: length, `kind`, `data` and the CRC over kind and data.
 pub fn png_chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {

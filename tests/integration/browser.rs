@@ -3,10 +3,7 @@
 //! must show the generated prompt and the neighbours' thumbnails, and the prompt search must
 //! answer as one types. Screenshots go to `target/browser-test/` for a person to look at.
 
-mod common;
-
-#[path = "common/cdp.rs"]
-mod cdp;
+use crate::common::{self, cdp};
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -1,0 +1,29 @@
+//! The integration tests, one binary: each file here is a module, `common` their shared
+//! helpers (the real binary, models, data and server). Tests of different modules run at
+//! once, so none changes process-wide state and each writes only to its own folders.
+//! `tests/corpus_lines.rs` and `tests/preprocess_memory.rs` stay binaries of their own: they
+//! measure their own process's memory.
+// `metadata`'s large `json!` graphs need the deeper macro recursion.
+#![recursion_limit = "256"]
+
+mod common;
+
+mod blip;
+mod browser;
+mod cli;
+mod clip;
+mod crash;
+mod crossmodal;
+mod efficientnet;
+mod fuzz_ingest;
+mod generate;
+mod hardening;
+mod images;
+mod metadata;
+mod metadata_trouble;
+mod minilm;
+mod models;
+mod report;
+mod search;
+mod serve;
+mod store;
