@@ -19,7 +19,7 @@ use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, Value, FAST, INDEXED, STORED, STRING, TEXT,
 };
-use tantivy::{doc, Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use super::catalog::Catalog;
 use crate::ingest::dedup_key;
@@ -204,6 +204,17 @@ impl TextIndex {
             .map_err(|e| Error::index(&self.dir, format!("text index watermark is damaged: {e}")))
     }
 
+    /// A writer, after removing the files a killed commit left behind (written, but never
+    /// named by `meta.json`): a rerun of the same changes would write the same file names,
+    /// which tantivy refuses ("File already exists").
+    fn writer(&self) -> Result<IndexWriter<TantivyDocument>> {
+        let writer = self
+            .index
+            .writer_with_num_threads::<TantivyDocument>(1, WRITER_HEAP)?;
+        writer.garbage_collect_files().wait()?;
+        Ok(writer)
+    }
+
     /// Adds the catalog's records from the index's watermark up to `target` and withdraws the
     /// records logged as deleted since, in one commit that records `target`.
     /// Returns (documents added, documents withdrawn).
@@ -212,9 +223,7 @@ impl TextIndex {
         if from == target {
             return Ok((0, 0));
         }
-        let mut writer = self
-            .index
-            .writer_with_num_threads::<TantivyDocument>(1, WRITER_HEAP)?;
+        let mut writer = self.writer()?;
         let mut added = 0;
         for item in catalog.range(from.records, target.records) {
             let (id, record) = item?;
@@ -415,5 +424,30 @@ mod tests {
         commit("{not json");
         let err = text.watermark().unwrap_err().to_string();
         assert!(err.contains("watermark is damaged"), "{err}");
+    }
+
+    #[test]
+    fn a_commit_killed_before_its_meta_switch_does_not_block_the_rerun() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = TextIndex::open_or_create(dir.path()).unwrap();
+        let mut writer = text.writer().unwrap();
+        for id in [1u64, 2] {
+            writer.add_document(doc!(text.id => id)).unwrap();
+        }
+        writer.commit().unwrap();
+        drop(writer);
+        // The kill: the deletion's files are written, `meta.json` still names the old commit.
+        let meta = dir.path().join("meta.json");
+        let before = std::fs::read(&meta).unwrap();
+        let withdraw = |text: &TextIndex| {
+            let mut writer = text.writer()?;
+            writer.delete_term(Term::from_field_u64(text.id, 1));
+            writer.commit()?;
+            Ok::<_, Error>(())
+        };
+        withdraw(&text).unwrap();
+        std::fs::write(&meta, before).unwrap();
+        let text = TextIndex::open_or_create(dir.path()).unwrap();
+        withdraw(&text).unwrap();
     }
 }
