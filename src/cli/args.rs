@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use promptdex::generate::{GenerateConfig, NeighbourRamp};
-use promptdex::indexer::{ImageIndexConfig, ImportConfig};
+use promptdex::indexer::{ImageIndexConfig, ImportConfig, Shard};
 use promptdex::ingest::DecodeLimits;
 use promptdex::models::text::EmbedConfig;
 use promptdex::serve::ServeConfig;
+use promptdex::store::Location;
 
 /// promptdex: find the prompts behind Stable Diffusion images and texts.
 #[derive(Debug, Parser)]
@@ -45,6 +46,42 @@ pub enum Command {
     Report(ReportArgs),
     /// Serve the HTTP API and the web page over an index (read-only).
     Serve(ServeArgs),
+    /// Show what an index holds: records, prompts, images, models, size.
+    Stats(StatsArgs),
+}
+
+/// `stats`'s flags.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// The index: a directory, or milvus://HOST:PORT/NAME[?token=…&db=…].
+    #[arg(long, default_value = "index", value_parser = LocationParser)]
+    pub index: Location,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses `--index`: a Milvus URL, or a directory (whose name need not be UTF-8).
+#[derive(Debug, Clone, Copy)]
+pub struct LocationParser;
+
+impl clap::builder::TypedValueParser for LocationParser {
+    type Value = Location;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Location, clap::Error> {
+        match value.to_str() {
+            Some(text) => text.parse().map_err(|e: promptdex::Error| {
+                clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{e}\n"))
+                    .with_cmd(cmd)
+            }),
+            None => Ok(Location::Dir(PathBuf::from(value))),
+        }
+    }
 }
 
 /// `serve`'s flags.
@@ -79,9 +116,10 @@ pub struct ServeArgs {
 /// The flags `generate`, `eval` and `serve` share: the index, the ensemble and the models.
 #[derive(Debug, Args)]
 pub struct GenerationFlags {
-    /// Index directory.
-    #[arg(long, default_value = "index")]
-    pub index: PathBuf,
+    /// The index: a directory, or milvus://HOST:PORT/NAME[?token=…&db=…] (token also from
+    /// $MILVUS_TOKEN).
+    #[arg(long, default_value = "index", value_parser = LocationParser)]
+    pub index: Location,
     /// How modifiers are picked: best-scoring (fast) or one per list (classic).
     #[arg(long, value_enum, default_value = "fast")]
     pub mode: ModifierModeArg,
@@ -195,9 +233,10 @@ pub struct ReportArgs {
 pub struct IndexArgs {
     /// Folder of images (walked recursively).
     pub folder: PathBuf,
-    /// Index directory.
-    #[arg(long, default_value = "index")]
-    pub index: PathBuf,
+    /// The index: a directory, or milvus://HOST:PORT/NAME[?token=…&db=…] (token also from
+    /// $MILVUS_TOKEN).
+    #[arg(long, default_value = "index", value_parser = LocationParser)]
+    pub index: Location,
     /// Image encoder (see `models list`).
     #[arg(long, default_value = "efficientnet-lite0")]
     pub model: String,
@@ -222,6 +261,10 @@ pub struct IndexArgs {
     /// is refused before its pixels are allocated).
     #[arg(long, default_value_t = DecodeLimits::default().max_alloc >> 20)]
     pub max_decode_mb: u64,
+    /// Take only the image files (by path) whose stable key falls in shard K of N (K from 1): N workers,
+    /// anywhere, fill one index with no coordinator; rerunning a shard adds nothing twice.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -276,12 +319,17 @@ pub struct ImportArgs {
     /// Corpus files.
     #[arg(required = true)]
     pub corpora: Vec<PathBuf>,
-    /// Index directory.
-    #[arg(long, default_value = "index")]
-    pub index: PathBuf,
+    /// The index: a directory, or milvus://HOST:PORT/NAME[?token=…&db=…] (token also from
+    /// $MILVUS_TOKEN).
+    #[arg(long, default_value = "index", value_parser = LocationParser)]
+    pub index: Location,
     /// New prompts embedded and committed together.
     #[arg(long, default_value_t = ImportConfig::default().chunk)]
     pub chunk: usize,
+    /// Take only the rows (by prompt) whose stable key falls in shard K of N (K from 1): N workers,
+    /// anywhere, fill one index with no coordinator; rerunning a shard adds nothing twice.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -307,9 +355,10 @@ pub struct SearchArgs {
     /// With --image: load the index's image encoder from this folder (see `index --model-dir`).
     #[arg(long, value_name = "DIR", requires = "image")]
     pub model_dir: Option<PathBuf>,
-    /// Index directory.
-    #[arg(long, default_value = "index")]
-    pub index: PathBuf,
+    /// The index: a directory, or milvus://HOST:PORT/NAME[?token=…&db=…] (token also from
+    /// $MILVUS_TOKEN).
+    #[arg(long, default_value = "index", value_parser = LocationParser)]
+    pub index: Location,
     /// Number of results.
     #[arg(short, default_value_t = 10)]
     pub k: usize,

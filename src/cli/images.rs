@@ -9,7 +9,7 @@ use promptdex::indexer::{index_images, ImageIndexConfig};
 use promptdex::ingest::{load_image, read_labels, DecodeLimits};
 use promptdex::models::text::EmbedConfig;
 use promptdex::search::{search_by_image, SearchConfig};
-use promptdex::store::{IndexReader, IndexWriter};
+use promptdex::store::{open_reader, open_writer};
 
 use super::args::{IndexArgs, SearchArgs};
 use super::models::{load_image_encoder, load_minilm, text_manifest};
@@ -24,19 +24,22 @@ pub fn index_folder(root: &Path, args: IndexArgs) -> Result<()> {
     }
     let text = load_minilm(root, EmbedConfig::default())?;
     let (encoder, model) = load_image_encoder(root, &args.model, args.model_dir.as_deref())?;
-    let mut writer = IndexWriter::open(&args.index, &text_manifest(&text))?;
+    let mut tell = |line: &str| eprintln!("{line}");
+    let waiting = args.shard.map(|_| &mut tell as &mut dyn FnMut(&str));
+    let mut writer = open_writer(&args.index, &text_manifest(&text), waiting)?;
     let (labels, missing) = read_prompt_labels(args.prompts.as_deref())?;
     let config = ImageIndexConfig {
         batch: args.batch,
         labels,
         decode: decode_limits(&args)?,
+        shard: args.shard,
     };
     let bar = Bar::with_template(
         "images",
         "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} ETA {eta}",
     );
     let result = index_images(
-        &mut writer,
+        writer.as_mut(),
         encoder.as_ref(),
         &text,
         &model,
@@ -87,19 +90,19 @@ fn decode_limits(args: &IndexArgs) -> Result<DecodeLimits> {
 pub fn search_image(root: &Path, args: SearchArgs) -> Result<()> {
     check_k(args.k)?;
     let path = args.image.as_deref().expect("checked by the caller");
-    let reader = IndexReader::open(&args.index, None)?;
+    let reader = open_reader(&args.index, None)?;
     let Some(model) = &reader.manifest().image_model else {
         bail!(
             "index {} holds no images; add some with `promptdex index FOLDER --index {}`",
-            args.index.display(),
-            args.index.display()
+            args.index,
+            args.index
         );
     };
     let (encoder, identity) = load_image_encoder(root, &model.name, args.model_dir.as_deref())?;
     if identity != *model {
         bail!(
             "index {} was built with {} weights {}, the encoder loaded has {}",
-            args.index.display(),
+            args.index,
             model.name,
             model.sha256,
             identity.sha256
@@ -107,7 +110,7 @@ pub fn search_image(root: &Path, args: SearchArgs) -> Result<()> {
     }
     let image = load_image(path, &DecodeLimits::default())?;
     let found = search_by_image(
-        &reader,
+        reader.as_ref(),
         encoder.as_ref(),
         &image,
         args.k,

@@ -1,5 +1,6 @@
 //! The command line: the flags (`args`), each command family turning them into the library's
-//! configs (`models`, `text`, `images`, `generate`, `serve`), and the output formats (`output`).
+//! configs (`models`, `text`, `images`, `generate`, `serve`, `stats`), and the output formats
+//! (`output`).
 
 mod args;
 mod generate;
@@ -8,6 +9,7 @@ mod images;
 mod models;
 mod output;
 mod serve;
+mod stats;
 mod text;
 
 use std::path::Path;
@@ -18,15 +20,16 @@ pub use args::Cli;
 use args::{Command, ModelsCommand};
 
 impl Command {
-    /// The index directory the command works on, if it takes one.
+    /// The index directory the command works on, if it takes one (not a Milvus index).
     fn index_dir(&self) -> Option<&Path> {
         match self {
-            Command::Import(a) => Some(&a.index),
-            Command::Index(a) => Some(&a.index),
-            Command::Search(a) => Some(&a.index),
-            Command::Generate(a) => Some(&a.flags.index),
-            Command::Eval(a) => Some(&a.flags.index),
-            Command::Serve(a) => Some(&a.flags.index),
+            Command::Import(a) => a.index.dir(),
+            Command::Index(a) => a.index.dir(),
+            Command::Search(a) => a.index.dir(),
+            Command::Generate(a) => a.flags.index.dir(),
+            Command::Eval(a) => a.flags.index.dir(),
+            Command::Serve(a) => a.flags.index.dir(),
+            Command::Stats(a) => a.index.dir(),
             Command::Report(a) => a.index.as_deref(),
             Command::Models(_) | Command::Embed(_) => None,
         }
@@ -59,5 +62,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => generate::eval(&models_root, args),
         Command::Report(args) => generate::report(args),
         Command::Serve(args) => serve::serve(models_root, args),
+        Command::Stats(args) => stats::stats(args),
     }
 }

@@ -11,6 +11,7 @@ use promptdex::eval::EvalReport;
 use promptdex::generate::{Generated, Source, Weights};
 use promptdex::indexer::{ImageIndexProgress, ImageIndexReport, ImportProgress, ImportReport};
 use promptdex::search::{ImageSearch, PromptHit};
+use promptdex::store::Stats;
 
 use super::args::IndexArgs;
 
@@ -92,6 +93,28 @@ pub fn emit<T: serde::Serialize>(
     }
 }
 
+/// `stats` as lines of `name: value`.
+pub fn print_stats(out: &mut dyn Write, stats: &Stats) -> Result<()> {
+    writeln!(out, "index:       {} ({})", stats.location, stats.backend)?;
+    writeln!(out, "records:     {}", stats.records)?;
+    writeln!(out, "prompts:     {}", stats.prompts)?;
+    writeln!(out, "images:      {}", stats.images)?;
+    if stats.aligned > 0 {
+        writeln!(out, "cross-modal: {}", stats.aligned)?;
+    }
+    writeln!(out, "text model:  {}", stats.text_model)?;
+    let image = stats.image_model.as_deref().unwrap_or("none yet");
+    writeln!(out, "image model: {image}")?;
+    if let Some(bytes) = stats.bytes {
+        writeln!(
+            out,
+            "size:        {:.1} MiB",
+            bytes as f64 / (1 << 20) as f64
+        )?;
+    }
+    Ok(())
+}
+
 /// The first `max` characters of `text`, with `…` when some were cut.
 fn clip(text: &str, max: usize) -> String {
     let mut clipped: String = text.chars().take(max).collect();
@@ -106,7 +129,7 @@ pub fn print_import_report(
     out: &mut dyn Write,
     json: bool,
     corpus: &Path,
-    index: &Path,
+    index: &dyn std::fmt::Display,
     report: &ImportReport,
 ) -> Result<()> {
     if json {
@@ -121,7 +144,7 @@ pub fn print_import_report(
             report.duplicates,
             report.rejected,
             report.total_records,
-            index.display(),
+            index,
             report.seconds,
             report.added as f64 / report.seconds.max(1e-9)
         )?;

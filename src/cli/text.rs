@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use promptdex::indexer::{import_corpus, ImportConfig};
 use promptdex::models::{text::EmbedConfig, MiniLm};
 use promptdex::search::{search_prompts, SearchConfig, SearchMode, MAX_K};
-use promptdex::store::{IndexReader, IndexWriter};
+use promptdex::store::{open_reader, open_writer, IndexWrite, Location};
 
 use super::args::{ImportArgs, Mode, SearchArgs};
 use super::models::{load_minilm, text_manifest};
@@ -19,21 +19,26 @@ pub fn import(root: &Path, args: ImportArgs) -> Result<()> {
         bail!("--chunk must be at least 1");
     }
     let model = load_minilm(root, EmbedConfig::default())?;
-    let existed = args.index.exists();
-    let writer = IndexWriter::open(&args.index, &text_manifest(&model))?;
-    let result = import_all(&writer, &model, &args);
+    let existed = args.index.dir().is_none_or(Path::exists);
+    let mut tell = |line: &str| eprintln!("{line}");
+    let waiting = args.shard.map(|_| &mut tell as &mut dyn FnMut(&str));
+    let writer = open_writer(&args.index, &text_manifest(&model), waiting)?;
+    let result = import_all(writer.as_ref(), &model, &args);
     // A first import that stored nothing leaves no index folder behind.
-    if result.is_err() && !existed && writer.catalog().is_empty() {
+    if result.is_err() && !existed && writer.is_empty()? {
         drop(writer);
-        let _ = std::fs::remove_dir_all(&args.index);
+        if let Location::Dir(dir) = &args.index {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
     result
 }
 
 /// Imports each corpus in turn under a progress bar, printing its report when it is done.
-fn import_all(writer: &IndexWriter, model: &MiniLm, args: &ImportArgs) -> Result<()> {
+fn import_all(writer: &dyn IndexWrite, model: &MiniLm, args: &ImportArgs) -> Result<()> {
     let config = ImportConfig {
         chunk: args.chunk,
+        shard: args.shard,
         ..ImportConfig::default()
     };
     let mut out = std::io::stdout().lock();
@@ -57,7 +62,7 @@ pub fn check_k(k: usize) -> Result<()> {
 /// `search TEXT`: the prompts of the index nearest to the text.
 pub fn search(root: &Path, args: SearchArgs) -> Result<()> {
     check_k(args.k)?;
-    let reader = IndexReader::open(&args.index, None)?;
+    let reader = open_reader(&args.index, None)?;
     let model = load_minilm(
         root,
         EmbedConfig {
@@ -67,7 +72,7 @@ pub fn search(root: &Path, args: SearchArgs) -> Result<()> {
     )?;
     reader
         .manifest()
-        .check_compatible(&args.index, &text_manifest(&model))?;
+        .check_compatible(args.index.path(), &text_manifest(&model))?;
     let config = SearchConfig {
         k: args.k,
         mode: match args.mode {
@@ -78,6 +83,6 @@ pub fn search(root: &Path, args: SearchArgs) -> Result<()> {
         ..SearchConfig::default()
     };
     let text = args.text.as_deref().unwrap_or_default();
-    let hits = search_prompts(&reader, &model, text, &config)?;
+    let hits = search_prompts(reader.as_ref(), &model, text, &config)?;
     emit(args.json, &hits, |out| print_table(out, &hits))
 }

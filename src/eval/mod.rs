@@ -23,7 +23,7 @@ pub use submission::write_submission;
 
 use crate::generate::{Exclude, Generated, Generator, PartKind, Source};
 use crate::ingest::Labelled;
-use crate::store::dot;
+use crate::store::{dot, Space};
 use crate::Result;
 
 /// A way of predicting the prompt vector of an image.
@@ -167,7 +167,7 @@ pub fn evaluate(
     let text = generator.models().text.as_ref();
     let truths: Vec<&str> = labels.iter().map(|l| l.prompt.as_str()).collect();
     let truth_vectors = text.embed(&truths)?;
-    let constant = generator.index().vectors().and_then(|g| g.mean());
+    let constant = generator.index().mean_prompt();
     let mut per_image = Vec::with_capacity(labels.len());
     let mut generations = Vec::with_capacity(labels.len());
     for (i, (label, truth)) in labels.iter().zip(&truth_vectors).enumerate() {
@@ -294,14 +294,13 @@ fn oracle(
     exclude: &Exclude,
     config: &EvalConfig,
 ) -> Result<Option<f32>> {
-    let Some(graph) = generator.index().vectors() else {
+    let index = generator.index();
+    if !index.has_vectors(Space::Prompts) {
         return Ok(None);
-    };
-    for hit in graph.search(truth, 16, config.oracle_ef)? {
-        let Some((prompt, metadata)) = generator.index().text().get(hit.id)? else {
-            continue;
-        };
-        if !exclude.excludes(hit.id, &prompt, &metadata) {
+    }
+    for hit in index.nearest(Space::Prompts, truth, 16, config.oracle_ef)? {
+        let record = &hit.record;
+        if !exclude.excludes(hit.id, &record.prompt, &record.metadata) {
             return Ok(Some(hit.similarity));
         }
     }

@@ -12,21 +12,23 @@ use crate::Result;
 /// The `dim`-wide vectors of `texts`, from the cache in `index_dir` or computed by `embed`
 /// (and then stored). `model` names the embedder (its checksum) for the cache key.
 pub fn cached_vectors(
-    index_dir: &Path,
+    index_dir: Option<&Path>,
     name: &str,
     model: &str,
     texts: &[String],
     dim: usize,
     embed: impl FnOnce(&[&str]) -> Result<Vec<Vec<f32>>>,
 ) -> Result<Vec<Vec<f32>>> {
-    let path = cache_path(index_dir, name, model, texts);
-    if let Some(rows) = read(&path, texts.len(), dim) {
+    let path = index_dir.map(|dir| cache_path(dir, name, model, texts));
+    if let Some(rows) = path.as_ref().and_then(|p| read(p, texts.len(), dim)) {
         return Ok(rows);
     }
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let rows = embed(&refs)?;
     // Best effort: a read-only index still works, it recomputes next time.
-    let _ = write(&path, &rows);
+    if let Some(path) = &path {
+        let _ = write(path, &rows);
+    }
     Ok(rows)
 }
 

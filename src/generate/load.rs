@@ -11,7 +11,7 @@ use crate::models::load::{
 use crate::models::registry::INTERROGATOR_VOCAB;
 use crate::models::text::EmbedConfig;
 use crate::models::TextEmbedder;
-use crate::store::{IndexReader, Manifest};
+use crate::store::{open_reader, Location, Manifest};
 use crate::{Error, Result};
 
 /// The image encoder used for an index that holds no images yet.
@@ -33,20 +33,20 @@ pub struct LoadOptions {
     pub captioner_dirs: Vec<std::path::PathBuf>,
 }
 
-/// Opens the index at `index_dir` read-only and loads MiniLM, the index's image encoder (or
+/// Opens the index at `location` read-only and loads MiniLM, the index's image encoder (or
 /// [`DEFAULT_IMAGE_ENCODER`] when it holds no images), the ImageNet tagger when the encoder
 /// gives class logits, and the style vocabularies.
 pub fn open_generator(
     models_root: &Path,
-    index_dir: &Path,
+    location: &Location,
     options: &LoadOptions,
     config: GenerateConfig,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Generator> {
-    let index = IndexReader::open(index_dir, None)?;
+    let index = open_reader(location, None)?;
     let text = load_minilm(models_root, options.embed.clone(), progress)?;
     index.manifest().check_compatible(
-        index_dir,
+        location.path(),
         &Manifest::new(text.name(), text.weights_sha256(), text.dim()),
     )?;
     // An index without images still gets the default encoder: its tags find corpus prompts.
@@ -63,7 +63,7 @@ pub fn open_generator(
         if let Some(recorded) = &index.manifest().image_model {
             if loaded.weights_sha256 != recorded.sha256 {
                 return Err(Error::index(
-                    index_dir,
+                    location.path(),
                     format!(
                         "its images were embedded with other {} weights (sha256 {})",
                         recorded.name, recorded.sha256

@@ -45,7 +45,7 @@ use crate::ingest::metadata::{read_metadata_of, EmbeddedPrompt};
 use crate::ingest::{decode_image, read_image_file, DecodeLimits};
 use crate::models::caption::{Captioner, ImageNetTagger};
 use crate::models::{ImageEncoder, TextEmbedder};
-use crate::store::IndexReader;
+use crate::store::{IndexRead, Space};
 use crate::{Error, Result};
 use stages::timed;
 
@@ -65,7 +65,7 @@ pub struct Models {
 
 /// Writes prompts for images from one index and its models.
 pub struct Generator {
-    index: IndexReader,
+    index: Box<dyn IndexRead>,
     /// Shared with the generators over later openings of the index ([`Generator::with_index`]),
     /// as are the vectors below.
     models: Arc<Models>,
@@ -78,13 +78,13 @@ pub struct Generator {
 impl Generator {
     /// A generator over `index`. The class phrases (with MiniLM) and, for a text-aligned
     /// encoder, the style vocabularies (with its text tower) are embedded once and cached in
-    /// the index.
-    pub fn new(index: IndexReader, models: Models, config: GenerateConfig) -> Result<Self> {
+    /// the index directory (recomputed at each start for a server-held index).
+    pub fn new(index: Box<dyn IndexRead>, models: Models, config: GenerateConfig) -> Result<Self> {
         let class_vectors = match &models.tagger {
             Some(tagger) => {
                 let phrases = bridge::class_phrases(tagger.classes());
                 cache::cached_vectors(
-                    index.dir(),
+                    index.location().dir(),
                     "imagenet-classes",
                     models.text.weights_sha256(),
                     &phrases,
@@ -103,7 +103,7 @@ impl Generator {
                     .map(|(p, _)| p.clone())
                     .collect();
                 cache::cached_vectors(
-                    index.dir(),
+                    index.location().dir(),
                     &format!("vocabulary-{}", embedder.name()),
                     embedder.weights_sha256(),
                     &phrases,
@@ -122,16 +122,13 @@ impl Generator {
         })
     }
 
-    /// A generator over `index`, the same index directory opened again (to see records added
-    /// since), with this one's models, cached vectors and configuration.
-    pub fn with_index(&self, index: IndexReader) -> Result<Self> {
-        if index.dir() != self.index.dir() {
+    /// A generator over `index`, the same index opened again (to see records added since),
+    /// with this one's models, cached vectors and configuration.
+    pub fn with_index(&self, index: Box<dyn IndexRead>) -> Result<Self> {
+        if index.location() != self.index.location() {
             return Err(Error::index(
-                index.dir(),
-                format!(
-                    "is not the index {} was opened on",
-                    self.index.dir().display()
-                ),
+                index.location().path(),
+                format!("is not the index {} was opened on", self.index.location()),
             ));
         }
         Ok(Self {
@@ -144,8 +141,8 @@ impl Generator {
     }
 
     /// The index.
-    pub fn index(&self) -> &IndexReader {
-        &self.index
+    pub fn index(&self) -> &dyn IndexRead {
+        self.index.as_ref()
     }
 
     /// The models.
@@ -170,10 +167,10 @@ impl Generator {
     /// What the index or the models lack for a full generation.
     pub fn missing(&self) -> Vec<String> {
         let mut missing = Vec::new();
-        if self.index.image_vectors().is_none() {
+        if !self.index.has_vectors(Space::Images) {
             missing.push("the index holds no images: no neighbours' prompts".to_string());
         }
-        if self.index.vectors().is_none() {
+        if !self.index.has_vectors(Space::Prompts) {
             missing.push("the index holds no prompts: no corpus prompts".to_string());
         }
         if self.models.image.is_none() {
@@ -186,7 +183,7 @@ impl Generator {
             .models
             .image
             .as_ref()
-            .is_some_and(|e| e.text_aligned() && self.index.aligned_vectors().is_none())
+            .is_some_and(|e| e.text_aligned() && !self.index.has_vectors(Space::Aligned))
         {
             missing.push("no prompts in the image encoder's space yet: no cross-modal prompts (run `promptdex index`)".to_string());
         }

@@ -10,7 +10,7 @@ use super::ensemble::{self, Part, PartKind};
 use super::{bridge, modifiers, Exclude, Generated, Generator, Modifier};
 use crate::ingest::metadata::EmbeddedPrompt;
 use crate::models::caption::{Caption, Tags};
-use crate::store::VectorIndex;
+use crate::store::Space;
 use crate::{Error, Result};
 
 impl Generator {
@@ -68,7 +68,7 @@ impl Generator {
         let config = &self.config;
         let none = HashSet::new();
         let neighbours = self.nearest_prompts(
-            self.index.image_vectors(),
+            Space::Images,
             image_vector,
             config.neighbours,
             exclude,
@@ -76,7 +76,7 @@ impl Generator {
             |p| !p.is_empty(),
         )?;
         let cross_modal = self.nearest_prompts(
-            self.index.aligned_vectors(),
+            Space::Aligned,
             image_vector,
             config.corpus,
             exclude,
@@ -110,7 +110,7 @@ impl Generator {
     ) -> Result<Nearby> {
         let query = self.corpus_query(first, tags);
         let found = self.nearest_prompts(
-            self.index.vectors(),
+            Space::Prompts,
             query.as_deref(),
             self.config.corpus,
             exclude,
@@ -148,7 +148,7 @@ impl Generator {
 
     /// The prior: the index's mean prompt, when it holds prompts.
     pub(super) fn prior(&self) -> Option<Part> {
-        let mean = self.index.vectors().and_then(|g| g.mean())?;
+        let mean = self.index.mean_prompt()?;
         Some(candidates::prior(mean))
     }
 
@@ -174,31 +174,29 @@ impl Generator {
         Ok((texts.swap_remove(best), vectors.swap_remove(best), cosine))
     }
 
-    /// Up to `count` records nearest to `query` in `graph`, leaving out excluded records, the
+    /// Up to `count` records nearest to `query` in `space`, leaving out excluded records, the
     /// `taken` ones and prompts `keep` refuses.
     fn nearest_prompts(
         &self,
-        graph: Option<&VectorIndex>,
+        space: Space,
         query: Option<&[f32]>,
         count: usize,
         exclude: &Exclude,
         taken: &HashSet<u64>,
         keep: fn(&str) -> bool,
     ) -> Result<Vec<Found>> {
-        let (Some(graph), Some(query)) = (graph, query) else {
+        let Some(query) = query else {
             return Ok(Vec::new());
         };
-        // Over-fetch: excluded, taken and withdrawn records are still in the graph.
+        // Over-fetch: excluded, taken and refused records are among the nearest.
         let wanted = count * 2 + exclude.records() + taken.len() + 8;
         let mut found = Vec::with_capacity(count);
-        for hit in graph.search(query, wanted, self.config.ef)? {
-            if taken.contains(&hit.id) {
-                continue;
-            }
-            let Some((prompt, metadata)) = self.index.text().get(hit.id)? else {
-                continue;
-            };
-            if !keep(&prompt) || exclude.excludes(hit.id, &prompt, &metadata) {
+        for hit in self.index.nearest(space, query, wanted, self.config.ef)? {
+            let prompt = hit.record.prompt;
+            if taken.contains(&hit.id)
+                || !keep(&prompt)
+                || exclude.excludes(hit.id, &prompt, &hit.record.metadata)
+            {
                 continue;
             }
             found.push(Found {

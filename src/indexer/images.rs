@@ -22,15 +22,14 @@ use image::RgbImage;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::Shard;
 use crate::ingest::{
     decode_image, read_image_file, read_metadata_of, walk_images, DecodeLimits, EmbeddedPrompt,
     ImageFile, Provenance,
 };
 use crate::models::image::ImageEncoder;
 use crate::models::TextEmbedder;
-use crate::store::{
-    path_from_key, path_key, Catalog, ImageModel, ImageRecord, IndexWriter, NewImage, Record,
-};
+use crate::store::{path_from_key, path_key, ImageModel, ImageRecord, IndexWrite, NewImage};
 use crate::{Error, Result};
 
 /// How an image indexing run behaves.
@@ -43,6 +42,8 @@ pub struct ImageIndexConfig {
     /// Prompts for images that do not carry one, by canonical path (from an `image,prompt`
     /// CSV); they take precedence over embedded prompts.
     pub labels: HashMap<PathBuf, String>,
+    /// Take only the files of this shard (`--shard K/N`).
+    pub shard: Option<Shard>,
 }
 
 impl Default for ImageIndexConfig {
@@ -52,6 +53,7 @@ impl Default for ImageIndexConfig {
             batch: 32,
             decode: DecodeLimits::default(),
             labels: HashMap::new(),
+            shard: None,
         }
     }
 }
@@ -63,6 +65,8 @@ pub struct ImageIndexReport {
     pub found: usize,
     /// Other files skipped because of their extension.
     pub skipped_other: usize,
+    /// Image files left to the other shards.
+    pub other_shards: usize,
     /// Files embedded for the first time.
     pub added: usize,
     /// Files whose content changed and were embedded again.
@@ -166,7 +170,7 @@ fn prepare(todo: &Todo, config: &ImageIndexConfig) -> Result<Prepared> {
 
 /// Indexes the images under `root` into `writer`.
 pub fn index_images(
-    writer: &mut IndexWriter,
+    writer: &mut dyn IndexWrite,
     encoder: &dyn ImageEncoder,
     text: &dyn TextEmbedder,
     model: &ImageModel,
@@ -182,11 +186,19 @@ pub fn index_images(
     let root = &root.canonicalize().map_err(|e| Error::io(root, e))?;
     // Images already embedded by another model cannot be mixed with these; the model itself
     // is recorded with the first image committed, so an empty run pins nothing.
-    if writer.catalog().has_images()? {
-        writer.manifest().check_image_model(writer.dir(), model)?;
+    if writer.has_images()? {
+        writer
+            .manifest()
+            .check_image_model(writer.location().path(), model)?;
     }
     let mut report = ImageIndexReport::default();
-    let walk = walk_images(root);
+    let mut walk = walk_images(root);
+    if let Some(shard) = config.shard {
+        let before = walk.images.len();
+        walk.images
+            .retain(|file| shard.owns_path(&path_key(&file.path)));
+        report.other_shards = before - walk.images.len();
+    }
     report.found = walk.images.len();
     report.skipped_other = walk.skipped;
     let mut unreadable = Vec::new();
@@ -196,8 +208,8 @@ pub fn index_images(
         unreadable.push(path);
     }
 
-    let plan = plan_files(writer.catalog(), walk.images, config, &mut report)?;
-    report.vanished = withdraw_vanished(writer.catalog(), root, &plan.seen, &unreadable)?;
+    let plan = plan_files(&*writer, walk.images, config, &mut report)?;
+    report.vanished = withdraw_vanished(&*writer, root, &plan.seen, &unreadable, config.shard)?;
     let mut refresh = plan.refresh;
     let matched = plan.matched;
 
@@ -216,7 +228,7 @@ pub fn index_images(
     }
     let writer = run.writer;
     for batch in refresh.chunks(config.batch.max(1)) {
-        commit_refresh(writer.catalog(), text, batch, &mut report)?;
+        commit_refresh(&*writer, text, batch, &mut report)?;
     }
     report.labels_unmatched = config
         .labels
@@ -229,7 +241,8 @@ pub fn index_images(
     // A text-aligned encoder also puts every prompt not yet in its space there: the images'
     // own and those imported since the last run.
     if let Some(text_side) = encoder.text_embedder() {
-        let aligned = super::align_prompts(writer, text_side, &mut |line| progress.message(line))?;
+        let aligned =
+            super::align_prompts(&*writer, text_side, &mut |line| progress.message(line))?;
         report.prompts_aligned = aligned.embedded;
     }
     writer.sync(&mut |line| progress.message(line))?;
@@ -239,7 +252,7 @@ pub fn index_images(
 
 /// What a run works with, for processing the files to read chunk by chunk.
 struct Run<'a> {
-    writer: &'a mut IndexWriter,
+    writer: &'a mut dyn IndexWrite,
     encoder: &'a dyn ImageEncoder,
     text: &'a dyn TextEmbedder,
     model: &'a ImageModel,
@@ -281,7 +294,7 @@ impl Run<'_> {
                     record.mtime_ns = p.file.mtime_ns;
                     record.size = p.file.size;
                     let key = path_key(&p.file.path);
-                    self.writer.catalog().update_image(id, &record, &key)?;
+                    self.writer.update_image(id, &record, &key)?;
                     report.unchanged += 1;
                     let label = todo.label.as_ref();
                     refresh.extend(Refresh::needed(id, record, &p.file.path, label));
@@ -297,13 +310,7 @@ impl Run<'_> {
         }
         if !fresh.is_empty() {
             self.writer.set_image_model(self.model)?;
-            commit_batch(
-                self.writer.catalog(),
-                self.encoder,
-                self.text,
-                fresh,
-                report,
-            )?;
+            commit_batch(&*self.writer, self.encoder, self.text, fresh, report)?;
         }
         self.done += chunk.len();
         self.progress.advance(self.done);
@@ -325,7 +332,7 @@ struct Plan {
 
 /// Sorts the walked files into unchanged (counted in `report`), to refresh and to read.
 fn plan_files(
-    catalog: &Catalog,
+    writer: &dyn IndexWrite,
     files: Vec<ImageFile>,
     config: &ImageIndexConfig,
     report: &mut ImageIndexReport,
@@ -338,7 +345,7 @@ fn plan_files(
     };
     for file in files {
         let key = path_key(&file.path);
-        match catalog.image_by_path(&key)? {
+        match writer.image_by_path(&key)? {
             Some((id, r)) if r.size == file.size && r.mtime_ns == file.mtime_ns && !r.missing => {
                 report.unchanged += 1;
                 let label = label_of(&file.path, config, &mut plan.matched);
@@ -371,16 +378,20 @@ fn label_of<'c>(
 }
 
 /// Marks missing (and withdraws) the records of files under `root` that the walk did not
-/// find, except those under a path the walk could not read. Returns how many.
+/// find, except those under a path the walk could not read and, with a `shard`, those of other
+/// shards. Returns how many.
 fn withdraw_vanished(
-    catalog: &Catalog,
+    writer: &dyn IndexWrite,
     root: &Path,
     seen: &HashSet<Vec<u8>>,
     unreadable: &[PathBuf],
+    shard: Option<Shard>,
 ) -> Result<usize> {
     let mut gone = Vec::new();
-    for item in catalog.image_paths() {
-        let (key, id) = item?;
+    for (key, id) in writer.image_paths()? {
+        if shard.is_some_and(|s| !s.owns_path(&key)) {
+            continue;
+        }
         // Components, not bytes: `/data/img2/a.png` is not under `/data/img`.
         let path = path_from_key(&key);
         let vanished = path.starts_with(root)
@@ -392,9 +403,9 @@ fn withdraw_vanished(
     }
     let mut count = 0;
     for (key, id) in gone {
-        if let Some(Record::Image(mut record)) = catalog.get(id)? {
+        if let Some((_, mut record)) = writer.image_by_path(&key)?.filter(|(i, _)| *i == id) {
             record.missing = true;
-            catalog.update_image(id, &record, &key)?;
+            writer.update_image(id, &record, &key)?;
             count += 1;
         }
     }
@@ -428,7 +439,7 @@ impl Refresh {
 
 /// Commits refreshed records: labels embedded by MiniLM, every other vector copied.
 fn commit_refresh(
-    catalog: &Catalog,
+    writer: &dyn IndexWrite,
     text: &dyn TextEmbedder,
     batch: &[Refresh],
     report: &mut ImageIndexReport,
@@ -437,6 +448,7 @@ fn commit_refresh(
     let mut label_vectors = text.embed(&labels)?.into_iter();
     let mut new = Vec::with_capacity(batch.len());
     for refresh in batch {
+        let (stored_text, stored_image) = writer.stored_vectors(refresh.id)?;
         let mut record = refresh.record.clone();
         record.path = refresh.path.clone();
         let text_vector = match &refresh.label {
@@ -446,12 +458,11 @@ fn commit_refresh(
                 report.labels_applied += 1;
                 label_vectors.next()
             }
-            None => stored_vector(catalog.text_vectors(refresh.id, refresh.id + 1))?,
+            None => stored_text,
         };
-        let image_vector = stored_vector(catalog.image_vectors(refresh.id, refresh.id + 1))?
-            .ok_or_else(|| {
-                Error::Internal(format!("image record {} has no image vector", refresh.id))
-            })?;
+        let image_vector = stored_image.ok_or_else(|| {
+            Error::Internal(format!("image record {} has no image vector", refresh.id))
+        })?;
         new.push(NewImage {
             path_key: path_key(&refresh.path),
             record,
@@ -459,15 +470,8 @@ fn commit_refresh(
             text_vector,
         });
     }
-    catalog.insert_images(&new)?;
+    writer.add_images(&new)?;
     Ok(())
-}
-
-/// The one vector a single-id range of a catalog tree yields, if any.
-fn stored_vector(
-    mut range: impl Iterator<Item = Result<(u64, Vec<f32>)>>,
-) -> Result<Option<Vec<f32>>> {
-    range.next().transpose().map(|v| v.map(|(_, v)| v))
 }
 
 /// How a provenance is named in a record.
@@ -478,7 +482,7 @@ fn provenance_name(provenance: Provenance) -> Option<String> {
 }
 
 fn commit_batch(
-    catalog: &Catalog,
+    writer: &dyn IndexWrite,
     encoder: &dyn ImageEncoder,
     text: &dyn TextEmbedder,
     batch: Vec<Prepared>,
@@ -525,6 +529,6 @@ fn commit_batch(
             text_vector,
         });
     }
-    catalog.insert_images(&new)?;
+    writer.add_images(&new)?;
     Ok(())
 }

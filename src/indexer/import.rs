@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::Shard;
 use crate::ingest::{dedup_key, CorpusReader, Row};
 use crate::models::TextEmbedder;
-use crate::store::{IndexWriter, NewPrompt, PromptRecord};
+use crate::store::{IndexWrite, NewPrompt, PromptRecord};
 use crate::Result;
 
 /// How an import runs.
@@ -24,6 +25,8 @@ pub struct ImportConfig {
     pub chunk: usize,
     /// Rejected rows reported one by one before they are only counted.
     pub max_warnings: usize,
+    /// Take only the rows of this shard (`--shard K/N`).
+    pub shard: Option<Shard>,
 }
 
 impl Default for ImportConfig {
@@ -33,6 +36,7 @@ impl Default for ImportConfig {
             // run loses under a minute of work.
             chunk: 4096,
             max_warnings: 10,
+            shard: None,
         }
     }
 }
@@ -48,6 +52,8 @@ pub struct ImportReport {
     pub duplicates: u64,
     /// Rows skipped as unusable.
     pub rejected: u64,
+    /// Rows left to the other shards.
+    pub other_shards: u64,
     /// Records added to the text index.
     pub text_indexed: usize,
     /// Vectors added to the graph.
@@ -73,7 +79,7 @@ pub trait ImportProgress {
 
 /// Imports the corpus at `path` into `writer` with `embedder`.
 pub fn import_corpus(
-    writer: &IndexWriter,
+    writer: &dyn IndexWrite,
     embedder: &dyn TextEmbedder,
     path: &Path,
     config: &ImportConfig,
@@ -89,7 +95,6 @@ pub fn import_corpus(
     let mut embed_time = Duration::ZERO;
     let mut pending: Vec<(PromptRecord, [u8; 32])> = Vec::with_capacity(config.chunk);
     let mut seen_in_chunk: HashSet<[u8; 32]> = HashSet::new();
-    let catalog = writer.catalog();
 
     let mut commit = |pending: &mut Vec<(PromptRecord, [u8; 32])>,
                       seen: &mut HashSet<[u8; 32]>,
@@ -111,7 +116,7 @@ pub fn import_corpus(
                 vector,
             })
             .collect();
-        report.added += catalog.insert(&batch)? as u64;
+        report.added += writer.add_prompts(&batch)? as u64;
         seen.clear();
         Ok(())
     };
@@ -132,7 +137,11 @@ pub fn import_corpus(
                 }
                 Row::Prompt(entry) => {
                     let key = dedup_key(&entry.prompt);
-                    if seen_in_chunk.contains(&key) || catalog.contains_key(&key)? {
+                    if config.shard.is_some_and(|shard| !shard.owns(&key)) {
+                        report.other_shards += 1;
+                        continue;
+                    }
+                    if seen_in_chunk.contains(&key) || writer.contains_prompt(&key)? {
                         report.duplicates += 1;
                         continue;
                     }
@@ -168,7 +177,7 @@ pub fn import_corpus(
     // What was committed before an error is kept and made searchable before reporting it.
     let sync = writer.sync(&mut |line| progress.message(line))?;
     read_all?;
-    if report.added == 0 && report.duplicates == 0 {
+    if report.added == 0 && report.duplicates == 0 && report.other_shards == 0 {
         return Err(crate::Error::input(
             path,
             format!("no usable prompt in {} rows", report.rows),
@@ -180,7 +189,7 @@ pub fn import_corpus(
         .as_ref()
         .is_some_and(|m| m.text_aligned)
     {
-        report.awaiting_alignment = catalog.next_id()? - catalog.aligned_upto()?;
+        report.awaiting_alignment = writer.awaiting_alignment()?;
         if report.awaiting_alignment > 0 {
             progress.message(&format!(
                 "{} records are not yet in the image model's text space: the next \
@@ -191,7 +200,7 @@ pub fn import_corpus(
     }
     report.text_indexed = sync.text_added;
     report.vectors_indexed = sync.vectors_added;
-    report.total_records = catalog.len();
+    report.total_records = writer.len()? as usize;
     report.embed_seconds = embed_time.as_secs_f64();
     report.seconds = start.elapsed().as_secs_f64();
     Ok(report)

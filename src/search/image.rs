@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::text::PromptHit;
 use crate::models::image::ImageEncoder;
-use crate::store::IndexReader;
+use crate::store::{IndexRead, Space};
 use crate::{Error, Result};
 
 /// An indexed image near the query.
@@ -45,7 +45,7 @@ pub struct ImageSearch {
 
 /// Finds the `k` indexed images nearest to `image` (with search breadth `ef`).
 pub fn search_by_image(
-    index: &IndexReader,
+    index: &dyn IndexRead,
     encoder: &dyn ImageEncoder,
     image: &image::RgbImage,
     k: usize,
@@ -53,13 +53,13 @@ pub fn search_by_image(
 ) -> Result<ImageSearch> {
     let Some(model) = &index.manifest().image_model else {
         return Err(Error::index(
-            index.dir(),
+            index.location().path(),
             "holds no images; add some with `promptdex index FOLDER`",
         ));
     };
     if model.name != encoder.name() {
         return Err(Error::index(
-            index.dir(),
+            index.location().path(),
             format!(
                 "its images were embedded with {}, not {}",
                 model.name,
@@ -72,31 +72,23 @@ pub fn search_by_image(
         .pop()
         .ok_or_else(|| Error::Internal("the image encoder returned nothing".into()))?
         .vector;
-    let mut images = Vec::with_capacity(k);
-    if let Some(graph) = index.image_vectors() {
-        // Withdrawn records (changed or vanished files) are still in the graph: ask for more.
-        let wanted = k + k / 2 + 8;
-        for hit in graph.search(&query, wanted, ef)? {
-            let Some((prompt, metadata)) = index.text().get(hit.id)? else {
-                continue;
-            };
-            let path = metadata
+    let images = index
+        .nearest(Space::Images, &query, k, ef)?
+        .into_iter()
+        .map(|hit| ImageHit {
+            id: hit.id,
+            path: hit
+                .record
+                .metadata
                 .get("path")
                 .and_then(Value::as_str)
                 .unwrap_or_default()
-                .to_string();
-            images.push(ImageHit {
-                id: hit.id,
-                path,
-                prompt: Some(prompt).filter(|p| !p.is_empty()),
-                similarity: hit.similarity,
-                metadata,
-            });
-            if images.len() == k {
-                break;
-            }
-        }
-    }
+                .to_string(),
+            prompt: Some(hit.record.prompt).filter(|p| !p.is_empty()),
+            similarity: hit.similarity,
+            metadata: hit.record.metadata,
+        })
+        .collect();
     let mut prompts = Vec::new();
     let note = if !model.text_aligned {
         Some(format!(
@@ -105,21 +97,21 @@ pub fn search_by_image(
             model.name
         ))
     } else {
-        let records = index.text().watermark()?.records;
-        let upto = index.aligned_upto();
-        if let Some(graph) = index.aligned_vectors() {
-            prompts = nearest_prompts(index, graph, &query, k, ef)?;
-        }
-        if upto == 0 && records > 0 {
+        prompts = nearest_prompts(index, &query, k, ef)?;
+        let stats = index.stats()?;
+        let waiting = stats.prompts.saturating_sub(stats.aligned);
+        if stats.aligned == 0 && stats.prompts > 0 {
             Some(format!(
                 "no prompt is in {}'s space yet: run `promptdex index FOLDER --model {}` to \
                  embed them for cross-modal results",
                 model.name, model.name
             ))
-        } else if upto < records {
+        } else if waiting > 0 {
             Some(format!(
-                "cross-modal prompts cover records below {upto} of {records}: prompts added \
-                 since (by `import`) join them at the next `promptdex index` run"
+                "{waiting} of {} prompts are not yet in {}'s space: prompts added since the last \
+                 `promptdex index` (by `import`) join cross-modal results at the next \
+                 `promptdex index` run",
+                stats.prompts, model.name
             ))
         } else {
             None
@@ -132,25 +124,23 @@ pub fn search_by_image(
     })
 }
 
-/// The `k` live prompts nearest to `query` in the cross-modal graph, each text once.
+/// The `k` live prompts nearest to `query` in the cross-modal space, each text once.
 fn nearest_prompts(
-    index: &IndexReader,
-    graph: &crate::store::VectorIndex,
+    index: &dyn IndexRead,
     query: &[f32],
     k: usize,
     ef: usize,
 ) -> Result<Vec<PromptHit>> {
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(k);
-    // Withdrawn records and repeated texts are skipped: ask for more, then for more again.
+    // Repeated texts are skipped: ask for more, then for more again.
     for wanted in [2 * k + 16, 16 * k + 256] {
-        let wanted = wanted.min(graph.len());
         out.clear();
         seen.clear();
-        for hit in graph.search(query, wanted, ef.max(wanted))? {
-            let Some((prompt, metadata)) = index.text().get(hit.id)? else {
-                continue;
-            };
+        let found = index.nearest(Space::Aligned, query, wanted, ef.max(wanted))?;
+        let exhausted = found.len() < wanted;
+        for hit in found {
+            let prompt = hit.record.prompt;
             if prompt.is_empty() || !seen.insert(prompt.clone()) {
                 continue;
             }
@@ -161,13 +151,13 @@ fn nearest_prompts(
                 bm25_rank: None,
                 semantic_rank: Some(out.len() + 1),
                 similarity: Some(hit.similarity),
-                metadata,
+                metadata: hit.record.metadata,
             });
             if out.len() == k {
                 return Ok(out);
             }
         }
-        if wanted >= graph.len() {
+        if exhausted {
             break;
         }
     }

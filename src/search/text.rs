@@ -6,8 +6,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::fuse::{rrf, RRF_K};
+use crate::ingest::dedup_key;
 use crate::models::TextEmbedder;
-use crate::store::{IndexReader, TextHit, VectorHit, VectorIndex};
+use crate::store::{Fused, IndexRead, Space, Stored, TextHit};
 use crate::{Error, Result};
 
 /// Which rankings a search uses.
@@ -70,7 +71,7 @@ pub struct PromptHit {
 
 /// Searches the index for prompts like `query`.
 pub fn search_prompts(
-    index: &IndexReader,
+    index: &dyn IndexRead,
     embedder: &dyn TextEmbedder,
     query: &str,
     config: &SearchConfig,
@@ -80,20 +81,26 @@ pub fn search_prompts(
     }
     let k = config.k;
     let depth = config.depth.max(k);
+    let semantic_wanted = config.mode != SearchMode::Bm25 && index.has_vectors(Space::Prompts);
+    let embed = || -> Result<Vec<f32>> {
+        embedder
+            .embed(&[query])?
+            .pop()
+            .ok_or_else(|| Error::Internal("the embedder returned nothing".into()))
+    };
+    if config.mode == SearchMode::Hybrid && semantic_wanted && index.has_engine_hybrid() {
+        let fused = index.engine_hybrid(query, &embed()?, depth, config.ef)?;
+        return Ok(engine_ranked(query, fused, k));
+    }
     // BM25 runs on a second thread while the query is embedded.
     let (bm25, semantic) = std::thread::scope(|scope| {
         let bm25 = scope.spawn(|| match config.mode {
             SearchMode::Semantic => Ok(Vec::new()),
-            _ => index.text().search(query, depth),
+            _ => index.bm25(query, depth),
         });
-        let semantic = match (config.mode, index.vectors()) {
-            (SearchMode::Bm25, _) | (_, None) => Ok(Vec::new()),
-            (_, Some(vectors)) => embedder.embed(&[query]).and_then(|mut v| {
-                let query_vec = v
-                    .pop()
-                    .ok_or_else(|| Error::Internal("the embedder returned nothing".into()))?;
-                live_neighbours(index, vectors, &query_vec, depth, config.ef)
-            }),
+        let semantic = match semantic_wanted {
+            false => Ok(Vec::new()),
+            true => embed().and_then(|v| index.nearest(Space::Prompts, &v, depth, config.ef)),
         };
         let bm25 = bm25
             .join()
@@ -118,55 +125,63 @@ pub fn search_prompts(
         SearchMode::Semantic => semantic.iter().map(|h| (h.id, h.similarity)).collect(),
         SearchMode::Bm25 => bm25.iter().map(|h| (h.id, h.score)).collect(),
     };
+    let mut known: HashMap<u64, Stored> = semantic.into_iter().map(|h| (h.id, h.record)).collect();
     let mut hits = Vec::with_capacity(k);
-    for (id, score) in ranked {
-        if hits.len() == k {
-            break;
+    let mut next = 0;
+    while hits.len() < k && next < ranked.len() {
+        // Records the semantic list did not bring are fetched, as many as are still wanted.
+        let take = &ranked[next..(next + k - hits.len()).min(ranked.len())];
+        next += take.len();
+        let missing: Vec<u64> = take
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| !known.contains_key(id))
+            .collect();
+        for (id, record) in missing.iter().zip(index.records(&missing)?) {
+            if let Some(record) = record {
+                known.insert(*id, record);
+            }
         }
-        let Some((prompt, metadata)) = index.text().get(id)? else {
-            continue;
-        };
-        hits.push(PromptHit {
-            id,
-            prompt,
-            score,
-            bm25_rank: bm25_rank.get(&id).copied(),
-            semantic_rank: sem_rank.get(&id).map(|(r, _)| *r),
-            similarity: sem_rank.get(&id).map(|(_, s)| *s),
-            metadata,
-        });
+        for &(id, score) in take {
+            let Some(Stored { prompt, metadata }) = known.remove(&id) else {
+                continue;
+            };
+            hits.push(PromptHit {
+                id,
+                prompt,
+                score,
+                bm25_rank: bm25_rank.get(&id).copied(),
+                semantic_rank: sem_rank.get(&id).map(|(r, _)| *r),
+                similarity: sem_rank.get(&id).map(|(_, s)| *s),
+                metadata,
+            });
+        }
     }
     Ok(hits)
 }
 
-/// The `depth` nearest records to `query` in the prompt graph that are still live: withdrawn
-/// records (replaced or vanished images) stay in the graph until it is rebuilt, so more are
-/// asked for, and more again, until `depth` live ones are found or the graph is exhausted.
-fn live_neighbours(
-    index: &IndexReader,
-    graph: &VectorIndex,
-    query: &[f32],
-    depth: usize,
-    ef: usize,
-) -> Result<Vec<VectorHit>> {
-    let mut wanted = depth + depth / 2 + 8;
-    loop {
-        let wanted_now = wanted.min(graph.len());
-        let found = graph.search(query, wanted_now, ef.max(wanted_now))?;
-        let mut live = Vec::with_capacity(depth);
-        for hit in found {
-            if index.text().contains(hit.id)? {
-                live.push(hit);
-                if live.len() == depth {
-                    return Ok(live);
-                }
-            }
-        }
-        if wanted_now >= graph.len() {
-            return Ok(live);
-        }
-        wanted *= 4;
-    }
+/// The first `k` of an engine's fused ranking as hits, the records whose prompt is the query
+/// itself first (as [`exact_first`] does for a ranking fused here). The engine does not say
+/// where each list ranked a record.
+fn engine_ranked(query: &str, fused: Vec<Fused>, k: usize) -> Vec<PromptHit> {
+    let key = dedup_key(query);
+    let (mut first, rest): (Vec<_>, Vec<_>) = fused
+        .into_iter()
+        .partition(|f| dedup_key(&f.record.prompt) == key);
+    first.extend(rest);
+    first
+        .into_iter()
+        .take(k)
+        .map(|f| PromptHit {
+            id: f.id,
+            prompt: f.record.prompt,
+            score: f.score,
+            bm25_rank: None,
+            semantic_rank: None,
+            similarity: f.similarity,
+            metadata: f.record.metadata,
+        })
+        .collect()
 }
 
 /// `fused` with the records whose prompt is the query itself first (as BM25 ranks them), so

@@ -196,17 +196,21 @@ where
 pub async fn stats(State(app): State<Arc<AppState>>) -> ApiResult<Response> {
     let served = app.served();
     let generator = &served.generator;
+    let counting = Arc::clone(generator);
+    // A backend may ask a server for its counts: not on the async threads.
+    let counts = app.search.run(move || counting.index().stats()).await??;
     let index = generator.index();
     let models = generator.models();
     json_response(&json!({
         "index": {
-            "dir": index.dir(),
+            "dir": index.location().to_string(),
+            "backend": counts.backend,
             "bytes": served.index_bytes,
             "generation": served.generation,
             "watermark": served.watermark,
-            "records": index.text().num_docs(),
-            "prompts": index.vectors().map_or(0, |v| v.len()),
-            "images": index.image_vectors().map_or(0, |v| v.len()),
+            "records": counts.records,
+            "prompts": counts.prompts,
+            "images": counts.images,
             "manifest": index.manifest(),
         },
         "models": {

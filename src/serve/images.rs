@@ -129,9 +129,10 @@ fn image_response(bytes: Bytes, content_type: &'static str) -> Response {
 
 /// Finds record `id`, checks it is an image, and reads its file (or makes its thumbnail).
 fn load(app: &AppState, id: u64, thumb: bool) -> Result<Found> {
-    let Some((_, metadata)) = app.generator().index().text().get(id)? else {
+    let Some(Some(record)) = app.generator().index().records(&[id])?.pop() else {
         return Ok(Found::NotAnImage);
     };
+    let metadata = record.metadata;
     if metadata.get("kind").and_then(Value::as_str) != Some("image") {
         return Ok(Found::NotAnImage);
     }

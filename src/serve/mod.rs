@@ -56,6 +56,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::generate::{open_generator, GenerateConfig, Generator, LoadOptions};
 use crate::ingest::DecodeLimits;
+use crate::store::Location;
 use crate::{Error, Result};
 use error::ApiError;
 use pool::Pool;
@@ -66,8 +67,8 @@ use reload::{Following, Served};
 pub struct ServeConfig {
     /// Address to listen on (port 0: any free port; the line printed says which).
     pub addr: SocketAddr,
-    /// The index directory (opened read-only).
-    pub index: PathBuf,
+    /// The index (opened read-only): a directory or a Milvus URL.
+    pub index: Location,
     /// The models folder.
     pub models_root: PathBuf,
     /// How prompts are generated.
@@ -98,7 +99,7 @@ impl Default for ServeConfig {
     fn default() -> Self {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            index: PathBuf::from("index"),
+            index: Location::Dir(PathBuf::from("index")),
             models_root: crate::models::models_root(),
             generate: GenerateConfig::default(),
             load: LoadOptions::default(),

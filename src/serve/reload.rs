@@ -3,60 +3,22 @@
 //!
 //! A background thread reads the index's [`IndexWatermark`] every few seconds (a handful of
 //! small files: the text index's commit, each graph's `state.json`, the manifest). When it
-//! differs from the one being served, the thread opens a fresh [`IndexReader`], builds a
+//! differs from the one being served, the thread reopens the index ([`open_reader`]), builds a
 //! [`Generator`] over it that shares the loaded models ([`Generator::with_index`]), and swaps
 //! it in as the next [`Served`] generation. Handlers take the current generation once per
 //! request ([`Following::current`]), so a request in flight finishes on the reader it started
 //! with, and no request waits for a reopen. A reopen that fails (a writer between two files,
 //! an index damaged on disk) keeps the old generation and is tried again at the next check.
+//! A backend whose readers answer from a live engine (Milvus) has no watermark: there is
+//! nothing to reopen, and what writers add is searchable once the engine has it.
 
 use std::path::Path;
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use crate::generate::Generator;
-use crate::store::{IndexReader, Manifest, VectorIndex};
+use crate::store::{open_reader, IndexRead, IndexWatermark};
 use crate::{Error, Result};
-
-/// The graph folders of an index (see [`crate::store`]), each with its `state.json`.
-const GRAPHS: [&str; 3] = ["vectors", "image-vectors", "aligned-vectors"];
-
-/// How far the index on disk has got, as its derived parts record it: a new value means
-/// records were added, withdrawn or indexed since.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct IndexWatermark {
-    /// Next record id the text index has not taken in.
-    pub records: u64,
-    /// Next withdrawal the text index has not applied.
-    pub deletions: u64,
-    /// Record id (exclusive) each graph is synced up to: prompts, images, cross-modal
-    /// prompts.
-    pub graphs: [u64; 3],
-    /// The image model the manifest names.
-    pub image_model: Option<String>,
-}
-
-impl IndexWatermark {
-    /// Reads the watermark of the index `reader` was opened on, from the files as they are now.
-    pub fn read(reader: &IndexReader) -> Result<Self> {
-        let dir = reader.dir();
-        let text = reader.text().watermark()?;
-        let mut graphs = [0; 3];
-        for (upto, name) in graphs.iter_mut().zip(GRAPHS) {
-            *upto = VectorIndex::synced_upto(&dir.join(name))?;
-        }
-        let manifest = Manifest::read(dir)?
-            .ok_or_else(|| Error::index(dir, "manifest.json has disappeared"))?;
-        Ok(Self {
-            records: text.records,
-            deletions: text.deletions,
-            graphs,
-            image_model: manifest.image_model.map(|m| m.name),
-        })
-    }
-}
 
 /// One generation of the index with the models: what a request works on, start to end.
 pub struct Served {
@@ -64,17 +26,18 @@ pub struct Served {
     pub generator: Arc<Generator>,
     /// 0 for the index opened at start, one more at each reopen.
     pub generation: u64,
-    /// The index's watermark when this generation was opened.
-    pub watermark: IndexWatermark,
-    /// Bytes the index took on disk then.
-    pub index_bytes: u64,
+    /// The index's watermark when this generation was opened (`None` for a backend that is
+    /// always live: nothing to follow).
+    pub watermark: Option<IndexWatermark>,
+    /// Bytes the index took on disk then, where the backend can tell.
+    pub index_bytes: Option<u64>,
 }
 
 impl Served {
     /// The first generation, over `generator`'s index.
     pub fn first(generator: Generator) -> Result<Self> {
-        let watermark = IndexWatermark::read(generator.index())?;
-        let index_bytes = dir_size(generator.index().dir());
+        let watermark = generator.index().watermark()?;
+        let index_bytes = generator.index().stats()?.bytes;
         Ok(Self {
             generator: Arc::new(generator),
             generation: 0,
@@ -87,25 +50,25 @@ impl Served {
     /// has not): the index reopened under the same models.
     pub fn next(&self) -> Result<Option<Self>> {
         let old = self.generator.index();
-        let watermark = IndexWatermark::read(old)?;
-        if watermark == self.watermark {
+        let watermark = old.watermark()?;
+        if watermark.is_none() || watermark == self.watermark {
             return Ok(None);
         }
-        let dir = old.dir();
-        let index = IndexReader::open(dir, Some(old.manifest()))?;
-        check_image_model(dir, &self.generator, &index)?;
+        let index = open_reader(old.location(), Some(old.manifest()))?;
+        check_image_model(old.location().path(), &self.generator, index.as_ref())?;
+        let index_bytes = index.stats()?.bytes;
         Ok(Some(Self {
             generator: Arc::new(self.generator.with_index(index)?),
             generation: self.generation + 1,
             watermark,
-            index_bytes: dir_size(dir),
+            index_bytes,
         }))
     }
 }
 
 /// Refuses an index whose images now come from another encoder than the one loaded (an index
 /// that had none when the server started loaded the default encoder).
-fn check_image_model(dir: &Path, generator: &Generator, index: &IndexReader) -> Result<()> {
+fn check_image_model(dir: &Path, generator: &Generator, index: &dyn IndexRead) -> Result<()> {
     let recorded = index
         .manifest()
         .image_model
@@ -174,7 +137,7 @@ pub fn spawn_follower(following: Weak<Following>, interval: Duration) -> std::io
                             "index moved on: serving generation {} (records up to {}), \
                              reopened in {:.1} s",
                             served.generation,
-                            served.watermark.records,
+                            served.watermark.as_ref().map_or(0, |w| w.records),
                             start.elapsed().as_secs_f64()
                         );
                         last_error = None;
@@ -191,15 +154,4 @@ pub fn spawn_follower(following: Weak<Following>, interval: Duration) -> std::io
             }
         })
         .map(|_| ())
-}
-
-/// Bytes under `dir`.
-fn dir_size(dir: &Path) -> u64 {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.len())
-        .sum()
 }

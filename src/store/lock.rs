@@ -17,6 +17,16 @@ pub struct WriterLock {
 impl WriterLock {
     /// Takes the lock or fails at once, naming the process that holds it.
     pub fn acquire(dir: &Path) -> Result<Self> {
+        Self::take(dir, None)
+    }
+
+    /// Takes the lock, waiting for the process that holds it to finish (after telling
+    /// `waiting` who that is).
+    pub fn acquire_waiting(dir: &Path, waiting: &mut dyn FnMut(&str)) -> Result<Self> {
+        Self::take(dir, Some(waiting))
+    }
+
+    fn take(dir: &Path, waiting: Option<&mut dyn FnMut(&str)>) -> Result<Self> {
         let path = dir.join("writer.lock");
         let mut file = OpenOptions::new()
             .read(true)
@@ -34,10 +44,21 @@ impl WriterLock {
             } else {
                 format!("process {holder}")
             };
-            return Err(Error::index(
-                dir,
-                format!("{who} is writing to this index; wait for it to finish"),
-            ));
+            match waiting {
+                None => {
+                    return Err(Error::index(
+                        dir,
+                        format!("{who} is writing to this index; wait for it to finish"),
+                    ))
+                }
+                Some(tell) => {
+                    tell(&format!(
+                        "{}: {who} is writing to this index; waiting for it",
+                        dir.display()
+                    ));
+                    file.lock_exclusive().map_err(|e| Error::io(&path, e))?;
+                }
+            }
         }
         let write_pid = |f: &mut File| -> std::io::Result<()> {
             f.set_len(0)?;

@@ -26,16 +26,24 @@
 //! the aligned graph is behind). Each aligned chunk is committed with its watermark in one
 //! transaction, so a killed run resumes where it stopped.
 
+mod backend;
 mod catalog;
+mod embedded;
 mod lock;
 mod manifest;
+mod milvus;
 mod text;
 mod vectors;
 
+pub use backend::{
+    open_reader, open_writer, AlignBatch, Fused, IndexRead, IndexWrite, Location, MilvusUrl, Near,
+    Space, Stats, Stored, MAX_MILVUS_NAME,
+};
 pub use catalog::{
     path_from_key, path_from_metadata, path_key, Catalog, ImageRecord, NewImage, NewPrompt,
     PromptRecord, Record,
 };
+pub use embedded::IndexWatermark;
 pub use lock::WriterLock;
 pub use manifest::{HnswParams, ImageModel, Manifest, FORMAT_VERSION, MAX_HNSW_CONNECTIONS};
 pub use text::{TextHit, TextIndex, Watermark};
@@ -48,6 +56,7 @@ use crate::{Error, Result};
 /// An index opened for writing: holds the writer lock for as long as it lives.
 pub struct IndexWriter {
     dir: PathBuf,
+    location: Location,
     manifest: Manifest,
     catalog: Catalog,
     _lock: WriterLock,
@@ -79,8 +88,21 @@ impl IndexWriter {
     /// Opens the index at `dir` for writing, creating it if needed. `expected` describes the
     /// models the caller will write with; an index built with other models is refused.
     pub fn open(dir: &Path, expected: &Manifest) -> Result<Self> {
+        Self::open_with(dir, expected, None)
+    }
+
+    /// [`Self::open`], but waits for another writer to finish (telling `waiting` first) when
+    /// one is given, instead of failing.
+    pub fn open_with(
+        dir: &Path,
+        expected: &Manifest,
+        waiting: Option<&mut dyn FnMut(&str)>,
+    ) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let lock = WriterLock::acquire(dir)?;
+        let lock = match waiting {
+            Some(tell) => WriterLock::acquire_waiting(dir, tell)?,
+            None => WriterLock::acquire(dir)?,
+        };
         let manifest = match Manifest::read(dir)? {
             Some(found) => {
                 found.check_compatible(dir, expected)?;
@@ -94,6 +116,7 @@ impl IndexWriter {
         let catalog = Catalog::open(&dir.join("catalog"))?;
         Ok(Self {
             dir: dir.to_path_buf(),
+            location: Location::Dir(dir.to_path_buf()),
             manifest,
             catalog,
             _lock: lock,
@@ -181,6 +204,7 @@ impl IndexWriter {
 /// An index opened for reading: the text index and the vector graph, no lock taken.
 pub struct IndexReader {
     dir: PathBuf,
+    location: Location,
     manifest: Manifest,
     text: TextIndex,
     vectors: Option<VectorIndex>,
@@ -221,6 +245,7 @@ impl IndexReader {
         };
         Ok(Self {
             dir: dir.to_path_buf(),
+            location: Location::Dir(dir.to_path_buf()),
             manifest,
             text,
             vectors,
