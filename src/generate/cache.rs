@@ -78,15 +78,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let texts = vec!["a".to_string(), "b".to_string()];
         let rows = vec![vec![1.0, 2.0], vec![3.0, 4.0]];
-        let first = cached_vectors(dir.path(), "t", "m", &texts, 2, |_| Ok(rows.clone())).unwrap();
+        let first =
+            cached_vectors(Some(dir.path()), "t", "m", &texts, 2, |_| Ok(rows.clone())).unwrap();
         assert_eq!(first, rows);
-        let second = cached_vectors(dir.path(), "t", "m", &texts, 2, |_| {
+        let second = cached_vectors(Some(dir.path()), "t", "m", &texts, 2, |_| {
             panic!("should come from the cache")
         })
         .unwrap();
         assert_eq!(second, rows);
         // Another model is another key.
-        let other = cached_vectors(dir.path(), "t", "m2", &texts, 2, |_| {
+        let other = cached_vectors(Some(dir.path()), "t", "m2", &texts, 2, |_| {
             Ok(vec![vec![0.0; 2]; 2])
         });
         assert_eq!(other.unwrap()[0], [0.0, 0.0]);

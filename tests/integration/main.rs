@@ -12,6 +12,7 @@ mod blip;
 mod browser;
 mod cli;
 mod clip;
+mod compat;
 mod crash;
 mod crossmodal;
 mod efficientnet;
