@@ -374,9 +374,11 @@ mod tests {
             &stream(b"stealth_pngcomp", payload.as_bytes(), true),
             Lanes::Alpha,
             4,
-            40,
+            64,
         );
-        let found = read(&image).0.unwrap();
+        let (found, troubles) = read(&image);
+        assert!(troubles.is_empty(), "{:?}", troubles[0].detail);
+        let found = found.unwrap();
         assert_eq!(found.provenance, Provenance::NovelAi);
         assert_eq!(found.prompt, "1girl, red kimono");
         assert_eq!(found.negative_prompt.as_deref(), Some("lowres"));
