@@ -8,7 +8,9 @@ Diffusion front-end stores it. Run from the repository root:
     python3 scripts/make_metadata_fixtures.py
 """
 
+import gzip
 import json
+import math
 import os
 import struct
 import zlib
@@ -30,11 +32,12 @@ def ztxt_chunk(keyword, text):
     return chunk(b"zTXt", keyword.encode("latin-1") + b"\0\0" + zlib.compress(text.encode("latin-1")))
 
 
-def itxt_chunk(keyword, text, compressed):
+def itxt_chunk(keyword, text, compressed, language="en"):
     body = text.encode("utf-8")
     if compressed:
         body = zlib.compress(body)
-    head = keyword.encode("latin-1") + b"\0" + bytes([1 if compressed else 0, 0]) + b"en\0\0"
+    head = (keyword.encode("latin-1") + b"\0" + bytes([1 if compressed else 0, 0])
+            + language.encode("ascii") + b"\0\0")
     return chunk(b"iTXt", head + body)
 
 
@@ -43,6 +46,48 @@ def png(*meta, after_idat=()):
     ihdr = chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
     idat = chunk(b"IDAT", zlib.compress(b"\x00\xff\x80\x00"))
     return (b"\x89PNG\r\n\x1a\n" + ihdr + b"".join(meta) + idat + b"".join(after_idat)
+            + chunk(b"IEND", b""))
+
+
+def png_rgba_itxt_first(keyword, text):
+    """A 1x1 RGBA PNG with an uncompressed iTXt chunk (no language tag) right after IHDR, the
+    way Krita AI Diffusion's `save_png_w_itxt` writes `parameters`."""
+    body = keyword.encode("latin-1") + b"\0\0\0\0\0" + text.encode("utf-8")
+    ihdr = chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 6, 0, 0, 0))
+    idat = chunk(b"IDAT", zlib.compress(b"\x00\x20\x40\x60\xff"))
+    return b"\x89PNG\r\n\x1a\n" + ihdr + chunk(b"iTXt", body) + idat + chunk(b"IEND", b"")
+
+
+# --- stealth metadata in the pixels ----------------------------------------------------------
+
+def stealth_png(payload, lanes, compressed):
+    """A square 8-bit PNG (RGBA for `alpha`, RGB for `rgb`) hiding `payload` in the least
+    significant bits, as NovelAI's nai_meta and sd-webui-stealth-pnginfo lay it out: bits
+    column by column (x outer, y inner), alpha LSB or R, G, B LSBs, most significant bit of
+    each byte first; the signature, the payload length in bits (32-bit big-endian), the payload
+    (gzip when `compressed`)."""
+    data = gzip.compress(payload, mtime=0) if compressed else payload
+    kind = ("png" if lanes == "alpha" else "rgb") + ("comp" if compressed else "info")
+    stream = ("stealth_" + kind).encode("ascii") + struct.pack(">I", 8 * len(data)) + data
+    bits = [(byte >> (7 - i)) & 1 for byte in stream for i in range(8)]
+    per_pixel = 1 if lanes == "alpha" else 3
+    side = max(8, math.ceil(math.sqrt(len(bits) / per_pixel)))
+    channels = 4 if lanes == "alpha" else 3
+    # A smooth picture, so the hidden bits are all that is odd about it.
+    pixels = bytearray()
+    for y in range(side):
+        for x in range(side):
+            pixels += bytes([(x * 4) % 256, (y * 4) % 256, 128, 255][:channels])
+    for i, bit in enumerate(bits):
+        pixel, lane = divmod(i, per_pixel)
+        x, y = divmod(pixel, side)
+        at = (y * side + x) * channels + (3 if lanes == "alpha" else lane)
+        pixels[at] = (pixels[at] & 0xFE) | bit
+    rows = b"".join(b"\0" + bytes(pixels[y * side * channels:(y + 1) * side * channels])
+                    for y in range(side))
+    color_type = 6 if lanes == "alpha" else 2
+    ihdr = chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, color_type, 0, 0, 0))
+    return (b"\x89PNG\r\n\x1a\n" + ihdr + chunk(b"IDAT", zlib.compress(rows, 9))
             + chunk(b"IEND", b""))
 
 
@@ -89,6 +134,13 @@ def user_comment(text, encoding):
     else:
         payload = b"UNICODE\0" + text.encode(encoding)
     return (0x9286, 7, len(payload), payload)
+
+
+def undefined_tag(tag, text):
+    """An UNDEFINED tag holding bare text, as Pillow writes a `str` given for UserComment or
+    MakerNote (Fooocus's `get_exif`): ASCII, no character-code prefix."""
+    payload = text.encode("ascii", "replace")
+    return (tag, 7, len(payload), payload)
 
 
 def ascii_tag(tag, text):
@@ -228,6 +280,76 @@ FOOOCUS = {
 }
 EXIF_TEXT = "a paper boat on a pond\nNegative prompt: dark\nSteps: 15, Sampler: Euler a, CFG scale: 7, Seed: 99, Size: 8x8"
 
+# Fooocus in JPEG (its `fooocus` scheme: the JSON of FooocusMetadataParser.parse_string) and
+# in WebP (its `a1111` scheme: A1111MetadataParser.parse_string's text).
+FOOOCUS_JPEG = {
+    "adm_guidance": "(1.5, 0.8, 0.3)", "base_model": "juggernautXL_v8Rundiffusion",
+    "base_model_hash": "aeb7e9e689", "full_negative_prompt": ["(worst quality, low quality:1.4)"],
+    "full_prompt": ["a lighthouse on a cliff at dawn, highly detailed"], "guidance_scale": 4.5,
+    "loras": [["sd_xl_offset_example-lora_1.0", 0.1, "4852686128"]],
+    "negative_prompt": "(worst quality, low quality:1.4)", "performance": "Quality",
+    "prompt": "a lighthouse on a cliff at dawn", "refiner_model": "None", "resolution": "(896, 1152)",
+    "sampler": "dpmpp_2m_sde_gpu", "scheduler": "karras", "seed": "2085531785", "sharpness": 2.0,
+    "steps": 60, "styles": "['Fooocus V2', 'Fooocus Enhance']", "vae": "Default (model)",
+    "version": "Fooocus v2.5.5",
+}
+FOOOCUS_A1111 = (
+    "a koi pond in autumn, maple leaves\n"
+    "Negative prompt: murky water\n"
+    "Steps: 30, Sampler: DPM++ 2M SDE Karras, Seed: 424242, Size: 1152x896, CFG scale: 4, "
+    'Sharpness: 2, ADM Guidance: "(1.5, 0.8, 0.3)", Model: juggernautXL_v8Rundiffusion, '
+    "Model hash: aeb7e9e689, Performance: Speed, Scheduler: karras, VAE: Default (model), "
+    "Version: Fooocus v2.5.5"
+)
+
+# SwarmUI (docs/Image Metadata Format.md): numbers as numbers in the PNG, as strings in EXIF.
+SWARM_PNG = {
+    "sui_image_params": {
+        "prompt": "a photo of a red panda in a bamboo forest", "negativeprompt": "blurry, watermark",
+        "model": "OfficialStableDiffusion/sd_xl_base_1.0", "seed": 1234567890, "steps": 30,
+        "cfgscale": 6.5, "aspectratio": "1:1", "width": 1024, "height": 1024, "sampler": "dpmpp_2m",
+        "scheduler": "karras", "automaticvae": True, "swarm_version": "0.9.5.2",
+    },
+    "sui_extra_data": {"date": "2025-03-01", "prep_time": "0.52 sec", "generation_time": "6.20 sec"},
+    "sui_models": [{"name": "OfficialStableDiffusion/sd_xl_base_1.0.safetensors", "param": "model",
+                    "hash": "0x" + "d7a9105a900fd52748f20725fe52fe52b507fd36bee4fc107b1550a26e6ee1d7"}],
+}
+SWARM_EXIF = {
+    "sui_image_params": {
+        "prompt": "a lantern festival over a river, night", "negativeprompt": "",
+        "model": "Flux/flux1-dev-fp8", "seed": "305223794", "steps": "25", "cfgscale": "1.0",
+        "width": "832", "height": "1216", "sampler": "euler", "scheduler": "simple",
+        "swarm_version": "0.9.1.1",
+    },
+    "sui_extra_data": {"date": "2024-08-07"},
+}
+
+KRITA = (
+    "a watercolor fox in a misty forest <lora:watercolor_v2:0.7>\n"
+    "Negative prompt: photo, 3d render\n"
+    "Steps: 24, Sampler: Euler a, CFG scale: 5.5, Seed: 1847362910, Size: 1024x768, "
+    "Model hash: unknown, Model: zavychromaxl_v80.safetensors, Denoising strength: 0.65"
+)
+
+# NovelAI's stealth payload: the JSON of its text chunks, `Comment` a JSON string.
+NOVELAI_STEALTH_COMMENT = {
+    "prompt": "1girl, red kimono, cherry blossoms, night", "steps": 28, "height": 1216, "width": 832,
+    "scale": 5.5, "uncond_scale": 0.0, "cfg_rescale": 0.0, "seed": 1618033988, "n_samples": 1,
+    "noise_schedule": "karras", "sampler": "k_euler_ancestral", "uc": "lowres, jpeg artifacts",
+    "request_type": "PromptGenerateRequest", "signed_hash": "c2lnbmVk",
+}
+NOVELAI_STEALTH = {
+    "Title": "NovelAI generated image", "Description": NOVELAI_STEALTH_COMMENT["prompt"],
+    "Software": "NovelAI", "Source": "NovelAI Diffusion V4.5 4BDE2A90", "Generation time": "4.21",
+    "Comment": json.dumps(NOVELAI_STEALTH_COMMENT),
+}
+STEALTH_A1111 = (
+    "a glass greenhouse full of ferns\n"
+    "Negative prompt: people\n"
+    "Steps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 8675309, Size: 512x512, "
+    "Model hash: 6ce0161689, Model: v1-5-pruned-emaonly"
+)
+
 
 def main():
     os.makedirs(OUT, exist_ok=True)
@@ -263,6 +385,20 @@ def main():
         "a1111_utf16le.jpg": jpeg(tiff([], [user_comment(EXIF_TEXT, "utf-16-le")], little=False)),
         "a1111_exif.webp": webp(tiff([], [user_comment(EXIF_TEXT, "utf-16-le")], little=True)),
         "comfyui_exif.webp": webp(tiff([ascii_tag(0x0110, "prompt:" + json.dumps(COMFY_PROMPT))], [], little=True)),
+        "fooocus.jpg": jpeg(tiff([ascii_tag(0x0131, "Fooocus v2.5.5"),
+                                  undefined_tag(0x9286, json.dumps(dict(sorted(FOOOCUS_JPEG.items())))),
+                                  undefined_tag(0x927C, "fooocus")], [], little=True)),
+        "fooocus_a1111.webp": webp(tiff([ascii_tag(0x0131, "Fooocus v2.5.5"),
+                                         undefined_tag(0x9286, FOOOCUS_A1111),
+                                         undefined_tag(0x927C, "a1111")], [], little=True)),
+        "swarmui.png": png(itxt_chunk("parameters", json.dumps(SWARM_PNG, indent=2), compressed=False,
+                                      language="")),
+        "swarmui.jpg": jpeg(tiff([], [user_comment(json.dumps(SWARM_EXIF), "utf-16-le")], little=True)),
+        "swarmui.webp": webp(tiff([], [user_comment(json.dumps(SWARM_EXIF), "utf-16-be")], little=False)),
+        "krita.png": png_rgba_itxt_first("parameters", KRITA),
+        "novelai_stealth.png": stealth_png(json.dumps(NOVELAI_STEALTH).encode("utf-8"), "alpha",
+                                           compressed=True),
+        "stealth_rgb.png": stealth_png(STEALTH_A1111.encode("utf-8"), "rgb", compressed=False),
         "no_prompt.png": png(text_chunk("Software", "GIMP")),
         "no_prompt.jpg": jpeg(),
         "no_prompt.webp": webp(),

@@ -42,7 +42,7 @@ pub use load::{open_generator, LoadOptions};
 pub use modifiers::{Category, Modifier, ModifierMode, Vocabulary};
 
 use crate::ingest::metadata::{read_metadata_of, EmbeddedPrompt};
-use crate::ingest::{decode_image, read_image_file, DecodeLimits};
+use crate::ingest::{decode_pixels, read_image_file, DecodeLimits};
 use crate::models::caption::{Captioner, ImageNetTagger};
 use crate::models::{ImageEncoder, TextEmbedder};
 use crate::store::{IndexRead, Space};
@@ -197,8 +197,10 @@ impl Generator {
     pub fn generate_path(&self, path: &Path, exclude: &Exclude) -> Result<Generated> {
         let limits = DecodeLimits::default();
         let bytes = read_image_file(path, &limits)?;
-        let image = decode_image(path, &bytes, &limits)?;
-        let read = read_metadata_of(path, &bytes);
+        let pixels = decode_pixels(path, &bytes, &limits)?;
+        let mut read = read_metadata_of(path, &bytes);
+        read.fill_from_pixels(path, &pixels);
+        let image = pixels.into_rgb8();
         let mut generated = self.generate(&image, read.prompt, exclude)?;
         generated.warnings = read.warnings.iter().map(ToString::to_string).collect();
         Ok(generated)

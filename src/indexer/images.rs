@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use super::Shard;
 use crate::ingest::{
-    decode_image, read_image_file, read_metadata_of, walk_images, DecodeLimits, EmbeddedPrompt,
+    decode_pixels, read_image_file, read_metadata_of, walk_images, DecodeLimits, EmbeddedPrompt,
     ImageFile, Provenance,
 };
 use crate::models::image::ImageEncoder;
@@ -144,18 +144,21 @@ fn prepare(todo: &Todo, config: &ImageIndexConfig) -> Result<Prepared> {
             });
         }
     }
+    let pixels = decode_pixels(&path, &bytes, &config.decode)?;
     let (prompt, warnings) = match &todo.label {
         Some(prompt) => (
             Some(EmbeddedPrompt::new(Provenance::LabelFile, prompt.clone())),
             Vec::new(),
         ),
         None => {
-            let read = read_metadata_of(&path, &bytes);
+            let mut read = read_metadata_of(&path, &bytes);
+            // A prompt hidden in the pixels (NovelAI), only when the file carries no other.
+            read.fill_from_pixels(&path, &pixels);
             let warnings = read.warnings.iter().map(ToString::to_string).collect();
             (read.prompt, warnings)
         }
     };
-    let image = decode_image(&path, &bytes, &config.decode)?;
+    let image = pixels.into_rgb8();
     Ok(Prepared {
         width: image.width(),
         height: image.height(),

@@ -5,7 +5,7 @@
 use std::io::{Cursor, Read};
 use std::path::Path;
 
-use image::{ImageFormat, ImageReader, Limits, RgbImage};
+use image::{DynamicImage, ImageFormat, ImageReader, Limits, RgbImage};
 
 use crate::{Error, Result};
 
@@ -77,6 +77,13 @@ pub fn read_image_file(path: &Path, limits: &DecodeLimits) -> Result<Vec<u8>> {
 
 /// Decodes an image held in memory to 8-bit RGB; `path` names it in errors.
 pub fn decode_image(path: &Path, bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage> {
+    decode_pixels(path, bytes, limits).map(DynamicImage::into_rgb8)
+}
+
+/// Decodes an image held in memory as it is stored (alpha kept, 8 or 16 bits), for a reader
+/// of what the pixels carry besides the picture (stealth metadata) before
+/// [`DynamicImage::into_rgb8`], which costs nothing for an image that is 8-bit RGB already.
+pub fn decode_pixels(path: &Path, bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage> {
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Error::input(path, format!("cannot read: {e}")))?;
@@ -92,10 +99,9 @@ pub fn decode_image(path: &Path, bytes: &[u8], limits: &DecodeLimits) -> Result<
     decoder_limits.max_image_height = Some(limits.max_side);
     decoder_limits.max_alloc = Some(limits.max_alloc);
     reader.limits(decoder_limits);
-    let image = reader
+    reader
         .decode()
-        .map_err(|e| Error::input(path, format!("cannot decode: {e}")))?;
-    Ok(image.into_rgb8())
+        .map_err(|e| Error::input(path, format!("cannot decode: {e}")))
 }
 
 /// Reads and decodes an image file: [`read_image_file`] then [`decode_image`].

@@ -16,7 +16,9 @@ pub mod metadata;
 pub mod walk;
 
 pub use corpus::{dedup_key, first_prompts, normalize_prompt, CorpusEntry, CorpusReader, Row};
-pub use decode::{decode_image, load_image, read_image_file, DecodeLimits, IMAGE_FORMATS};
+pub use decode::{
+    decode_image, decode_pixels, load_image, read_image_file, DecodeLimits, IMAGE_FORMATS,
+};
 pub use labels::{read_labels, Labelled};
 pub use limits::MAX_PROMPT_BYTES;
 pub use metadata::{

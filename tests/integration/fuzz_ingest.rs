@@ -1,7 +1,8 @@
 //! Fuzzing, on stable Rust with `proptest`, of every parser in `src/ingest/` that reads user
 //! bytes: the PNG chunk walk, EXIF/TIFF (in PNG, JPEG and WebP), A1111 `parameters`, InvokeAI,
 //! ComfyUI `prompt` graphs and `workflow`s (structure-aware: random node graphs with cycles,
-//! fan-out and deep chains), NovelAI, sidecars, and corpus lines / CSV / TSV.
+//! fan-out and deep chains), NovelAI, SwarmUI and Fooocus JSON, sidecars, and corpus lines /
+//! CSV / TSV. The stealth pixel reader has its own properties (`ingest::metadata::stealth`).
 //!
 //! Every input must finish within [`PER_INPUT`] without a panic, and a prompt read must be
 //! within the shared limit. The runs are seeded (reproducible): `PROMPTDEX_FUZZ_SEED` picks
@@ -230,6 +231,7 @@ fn tiff() -> impl Strategy<Value = Vec<u8>> {
             Just(0x010E),
             Just(0x0110),
             Just(0x8769),
+            Just(0x927C),
             any::<u16>()
         ],
         1u16..13,
@@ -243,7 +245,10 @@ fn tiff() -> impl Strategy<Value = Vec<u8>> {
         prop_oneof![
             Just(b"UNICODE\0".to_vec()),
             Just(b"ASCII\0\0\0".to_vec()),
-            Just(Vec::new())
+            Just(Vec::new()),
+            // Fooocus and SwarmUI: JSON, no character code.
+            Just(b"{\"sui_image_params\": {\"prompt\": \"".to_vec()),
+            Just(b"{\"prompt\": \"".to_vec())
         ],
         text_soup(),
     )
@@ -365,6 +370,11 @@ fn json_value() -> impl Strategy<Value = Value> {
             Just("width"),
             Just("height"),
             Just("x"),
+            // SwarmUI and Fooocus.
+            Just("sui_image_params"),
+            Just("negativeprompt"),
+            Just("cfgscale"),
+            Just("resolution"),
         ]
         .prop_map(str::to_string);
         prop_oneof![

@@ -21,6 +21,7 @@ mod generate;
 mod hardening;
 mod images;
 mod metadata;
+mod metadata_formats;
 mod metadata_trouble;
 mod minilm;
 mod models;

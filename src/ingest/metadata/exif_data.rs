@@ -6,19 +6,25 @@
 //! of ASCII characters fall, else from whichever order decodes to fewer impossible
 //! characters, else from the TIFF header. ComfyUI's WebP saver stores `prompt:{...}` and
 //! `workflow:{...}` in the `Model` / `Make` / `ImageDescription` tags instead.
+//!
+//! A `UserComment` that is a JSON object is Fooocus's (`fooocus` scheme) or SwarmUI's
+//! (`sui_image_params`), read by `generic`. Fooocus writes its text without the character-code
+//! prefix, in IFD0, and names its scheme in `MakerNote` (0x927C): `a1111` means A1111 text
+//! even when the prompt starts like JSON.
 
 use std::io::{BufRead, Read, Seek};
 
 use exif::{Reader, Value};
 
 use super::text::latin1_or_utf8;
-use super::{a1111, comfy, comfy_ui, EmbeddedPrompt, Provenance, Scan, MAX_TEXT_BYTES};
+use super::{a1111, comfy, comfy_ui, generic, EmbeddedPrompt, Provenance, Scan, MAX_TEXT_BYTES};
 
 type Detail = String;
 
 /// Tags ComfyUI uses for its graph: ImageDescription, Make, Model.
 const COMFY_TAGS: [u16; 3] = [0x010E, 0x010F, 0x0110];
 const USER_COMMENT: u16 = 0x9286;
+const MAKER_NOTE: u16 = 0x927C;
 
 /// The prompt in a JPEG's EXIF; `None` when it has no EXIF or no prompt in it, or the JPEG
 /// cannot be read up to its EXIF (noted in `scan`).
@@ -125,6 +131,7 @@ pub(super) fn from_tiff(
             }
         },
     };
+    let a1111_scheme = names_a1111_scheme(&exif);
     for field in exif.fields() {
         if field.tag.number() != USER_COMMENT {
             continue;
@@ -133,9 +140,9 @@ pub(super) fn from_tiff(
             continue;
         };
         let text = decode_user_comment(bytes, exif.little_endian());
-        if let Some(mut found) = a1111::parse_a1111_parameters(&text).filter(|f| f.has_text()) {
-            found.provenance = Provenance::ExifUserComment;
-            return Some(found.at(format!("{container} UserComment")));
+        let at = format!("{container} UserComment");
+        if let Some(found) = user_comment_prompt(&text, a1111_scheme, &at, scan) {
+            return Some(found.at(at));
         }
     }
     for field in exif.fields() {
@@ -163,6 +170,43 @@ pub(super) fn from_tiff(
         }
     }
     None
+}
+
+/// The prompt in a `UserComment`'s text (noting JSON that does not parse in `scan`, at `at`):
+/// a JSON object (Fooocus, SwarmUI) unless `a1111_scheme`, else A1111 `parameters` text.
+fn user_comment_prompt(
+    text: &str,
+    a1111_scheme: bool,
+    at: &str,
+    scan: &mut Scan,
+) -> Option<EmbeddedPrompt> {
+    if !a1111_scheme && generic::looks_like_json(text) {
+        return generic::parse_json_parameters(text)
+            .map_err(|detail| scan.ignored(at, detail))
+            .ok()
+            .flatten();
+    }
+    let mut found = a1111::parse_a1111_parameters(text).filter(|f| f.has_text())?;
+    found.provenance = Provenance::ExifUserComment;
+    Some(found)
+}
+
+/// Whether Fooocus's `MakerNote` names its `a1111` metadata scheme (its other is `fooocus`).
+fn names_a1111_scheme(exif: &exif::Exif) -> bool {
+    exif.fields()
+        .filter(|field| field.tag.number() == MAKER_NOTE)
+        .any(|field| {
+            let text = match &field.value {
+                Value::Undefined(bytes, _) | Value::Byte(bytes) => latin1_or_utf8(bytes),
+                Value::Ascii(values) => values
+                    .first()
+                    .map(|v| latin1_or_utf8(v))
+                    .unwrap_or_default(),
+                _ => return false,
+            };
+            text.trim_matches(|c: char| c == '\0' || c.is_whitespace())
+                .eq_ignore_ascii_case("a1111")
+        })
 }
 
 /// The text of a `UserComment` value: character-code prefix, then the text.
@@ -248,6 +292,24 @@ mod tests {
             });
         }
         out
+    }
+
+    #[test]
+    fn the_a1111_scheme_reads_text_that_starts_like_json_as_text() {
+        let text = "{\"neon\" sign} over a bar\nSteps: 20, Seed: 1, Size: 8x8";
+        let mut scan = Scan::new();
+        assert!(user_comment_prompt(text, false, "JPEG EXIF UserComment", &mut scan).is_none());
+        assert_eq!(
+            scan.troubles.len(),
+            1,
+            "JSON that does not parse is a warning"
+        );
+        assert_eq!(scan.troubles[0].location, "JPEG EXIF UserComment");
+        let mut scan = Scan::new();
+        let found = user_comment_prompt(text, true, "JPEG EXIF UserComment", &mut scan).unwrap();
+        assert_eq!(found.prompt, "{\"neon\" sign} over a bar");
+        assert_eq!(found.provenance, Provenance::ExifUserComment);
+        assert!(scan.troubles.is_empty());
     }
 
     #[test]

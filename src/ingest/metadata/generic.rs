@@ -1,14 +1,18 @@
 //! Two simpler conventions:
 //!
-//! - a JSON object in `parameters` with `prompt` and `negative_prompt` (Fooocus);
+//! - a JSON object in `parameters` with `prompt` and `negative_prompt`: Fooocus (its
+//!   `fooocus` metadata scheme, in PNG `parameters` beside `fooocus_scheme`, and in EXIF
+//!   `UserComment` beside a `MakerNote` naming the scheme, `modules/meta_parser.py`), whose
+//!   `seed` is a string and `resolution` is `"(width, height)"`; a SwarmUI object
+//!   (`sui_image_params`) is handed to `swarm`;
 //! - a plain-text `prompt` chunk with one sibling chunk per setting (`negative_prompt`,
 //!   `seed`, `num_inference_steps`, ...; Easy Diffusion).
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::a1111::typed_value;
-use super::params::{copy_scalars, json_object};
-use super::{EmbeddedPrompt, Provenance};
+use super::params::{copy_scalars, json_object, numbers_from_strings, size_of};
+use super::{swarm, EmbeddedPrompt, Provenance};
 
 type Detail = String;
 
@@ -20,9 +24,12 @@ pub(super) fn looks_like_json(text: &str) -> bool {
         .is_some_and(|rest| rest.trim_start().starts_with(['"', '}']))
 }
 
-/// A JSON `parameters` object; `None` when it has no `prompt` string.
+/// A JSON `parameters` object (Fooocus, or SwarmUI's); `None` when it has no prompt.
 pub(super) fn parse_json_parameters(text: &str) -> Result<Option<EmbeddedPrompt>, Detail> {
     let obj = json_object(text, "parameters")?;
+    if obj.contains_key("sui_image_params") {
+        return swarm::parse_swarm(&obj);
+    }
     let Some(prompt) = obj.get("prompt").and_then(Value::as_str) else {
         return Ok(None);
     };
@@ -34,7 +41,32 @@ pub(super) fn parse_json_parameters(text: &str) -> Result<Option<EmbeddedPrompt>
         &["prompt", "negative_prompt"],
         &[("guidance_scale", "cfg_scale"), ("base_model", "model")],
     );
+    type_fooocus_settings(&mut found.parameters);
     Ok(found.has_text().then_some(found))
+}
+
+/// Fooocus writes `seed` as a string and the size as `resolution: "(1152, 896)"`: the seed
+/// becomes a number and the resolution `width`, `height` and `size`.
+fn type_fooocus_settings(params: &mut Map<String, Value>) {
+    numbers_from_strings(params, &["seed", "steps"]);
+    let resolution = params
+        .get("resolution")
+        .and_then(Value::as_str)
+        .and_then(|r| {
+            let (w, h) = r
+                .trim()
+                .strip_prefix('(')?
+                .strip_suffix(')')?
+                .split_once(',')?;
+            Some((w.trim().parse::<u64>().ok()?, h.trim().parse::<u64>().ok()?))
+        });
+    if let Some((width, height)) = resolution {
+        params.entry("width").or_insert(width.into());
+        params.entry("height").or_insert(height.into());
+        if let Some(size) = size_of(params) {
+            params.entry("size").or_insert(size);
+        }
+    }
 }
 
 /// Sibling chunks read as settings: (chunk keyword, parameter), keywords matched ignoring case.

@@ -1,4 +1,5 @@
-//! Prompts that Stable Diffusion front-ends embed in image files, read without decoding pixels.
+//! Prompts that Stable Diffusion front-ends embed in image files, read without decoding pixels
+//! (except the stealth bits hidden in them, read from pixels the caller decoded anyway).
 //!
 //! [`read_embedded_prompt`] looks at a file's content (not its extension), reads the metadata
 //! that PNG, JPEG or WebP carry, and turns the first prompt it recognises into an
@@ -13,7 +14,11 @@
 //! - `invoke`: InvokeAI `invokeai_metadata`, `sd-metadata` and `Dream`.
 //! - `novelai`: NovelAI `Description` + `Comment`.
 //! - `generic`: JSON `parameters` (Fooocus) and plain `prompt` chunks (Easy Diffusion).
-//! - `exif_data`: JPEG and WebP containers, EXIF `UserComment` (UTF-16 either way round).
+//! - `swarm`: SwarmUI's `sui_image_params` JSON (PNG `parameters`, EXIF `UserComment`).
+//! - `exif_data`: JPEG and WebP containers, EXIF `UserComment` (UTF-16 either way round;
+//!   A1111 text or Fooocus/SwarmUI JSON, Fooocus's `MakerNote` scheme).
+//! - `stealth`: NovelAI's and sd-webui-stealth-pnginfo's text in the pixels' least
+//!   significant bits, read by [`Metadata::fill_from_pixels`] from pixels decoded anyway.
 //! - `sidecar`: the `.txt` / `.caption` file beside an image.
 //! - `params`: the settings map (JSON objects, scalars copied, `size` from width and height).
 //! - `text`: Latin-1 or UTF-8 bytes to text, shared by `png` and `exif_data`.
@@ -42,12 +47,15 @@ mod novelai;
 mod params;
 mod png;
 mod sidecar;
+mod stealth;
+mod swarm;
 mod text;
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 
+use image::DynamicImage;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -77,8 +85,10 @@ pub enum Provenance {
     ComfyUi,
     /// ComfyUI UI-format `workflow` only (best effort).
     ComfyUiWorkflow,
-    /// NovelAI `Description` and `Comment`.
+    /// NovelAI `Description` and `Comment` (text chunks, or the stealth pixels' JSON).
     NovelAi,
+    /// SwarmUI `sui_image_params` JSON (PNG `parameters`, EXIF `UserComment`).
+    SwarmUi,
     /// A plain-text `prompt` chunk with sibling chunks per setting (Easy Diffusion).
     PlainPrompt,
     /// EXIF `UserComment` holding A1111 `parameters` text (JPEG, WebP, PNG `eXIf`).
@@ -146,6 +156,26 @@ pub struct Metadata {
     pub prompt: Option<EmbeddedPrompt>,
     /// What was wrong, in the order met.
     pub warnings: Vec<MetadataWarning>,
+}
+
+impl Metadata {
+    /// When no prompt was found (in the file's chunks or its sidecar), reads the one hidden in
+    /// the least significant bits of `image`, the file's own pixels as
+    /// [`decode_pixels`](crate::ingest::decode_pixels) gives them (see `stealth`): NovelAI's
+    /// and sd-webui-stealth-pnginfo's. Reading stops at the first pixels of an image without
+    /// it; the prompt is held to the shared limit and a payload that cannot be read is a
+    /// warning naming `path`.
+    pub fn fill_from_pixels(&mut self, path: &Path, image: &DynamicImage) {
+        if self.prompt.is_some() {
+            return;
+        }
+        let mut scan = Scan::new();
+        let prompt =
+            stealth::read_stealth(image, &mut scan).map(|found| cap::cap(found, &mut scan));
+        let found = scan.finish(path, prompt);
+        self.prompt = found.prompt;
+        self.warnings.extend(found.warnings);
+    }
 }
 
 /// A problem with one piece of a file's metadata.

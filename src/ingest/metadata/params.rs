@@ -30,6 +30,19 @@ fn is_scalar(value: &Value) -> bool {
         || value.as_str().is_some_and(|s| !s.is_empty())
 }
 
+/// Makes numbers of the `keys` of `params` whose values are strings that read as numbers
+/// (`"12345"`, `" 7.5"`), as writers that store every setting as text leave them.
+pub(super) fn numbers_from_strings(params: &mut Map<String, Value>, keys: &[&str]) {
+    for key in keys {
+        if let Some(Value::String(text)) = params.get(*key) {
+            let typed = super::a1111::typed_value(text.trim().to_string());
+            if typed.is_number() {
+                params.insert(key.to_string(), typed);
+            }
+        }
+    }
+}
+
 /// Parses `text` as a JSON object, naming `what` in the error.
 pub(super) fn json_object(text: &str, what: &str) -> Result<Map<String, Value>, String> {
     match serde_json::from_str::<Value>(text) {
