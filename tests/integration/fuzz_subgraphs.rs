@@ -45,7 +45,13 @@ const INPUTS: [&str; 12] = [
     "clip",
 ];
 
-const WIDGETS: [&str; 5] = ["a cat on a roof", "", "model.safetensors", "blurry", "randomize"];
+const WIDGETS: [&str; 5] = [
+    "a cat on a roof",
+    "",
+    "model.safetensors",
+    "blurry",
+    "randomize",
+];
 
 /// One generated node: kind, inputs (name, origin, slot, widget), widgets, proxy entries.
 type NodeSpec = (u8, Vec<(u8, u16, u8, bool)>, Vec<u8>, Vec<(i16, u8)>);
@@ -157,7 +163,10 @@ fn api_json(nodes: &[NodeSpec]) -> String {
             ins.insert(INPUTS[*name as usize % INPUTS.len()].into(), value);
         }
         for (w, byte) in widgets.iter().enumerate() {
-            ins.insert(["seed", "steps", "cfg", "text"][w % 4].into(), widget(*byte));
+            ins.insert(
+                ["seed", "steps", "cfg", "text"][w % 4].into(),
+                widget(*byte),
+            );
         }
         let class = CLASSES[*kind as usize % CLASSES.len()];
         graph.insert(key(i), json!({"class_type": class, "inputs": ins}));
@@ -222,7 +231,10 @@ fn subgraphs_built_to_blow_up_are_read_in_bounded_time() {
     let cases = [
         ("a subgraph holding itself", nest(1, 3, |i| i)),
         ("two subgraphs holding each other", nest(2, 3, |i| 1 - i)),
-        ("binary fan-out 24 levels deep", nest(24, 2, |i| (i + 1).min(23))),
+        (
+            "binary fan-out 24 levels deep",
+            nest(24, 2, |i| (i + 1).min(23)),
+        ),
         ("100 nested definitions", nest(100, 1, |i| (i + 1).min(99))),
     ];
     for (name, workflow) in cases {
@@ -235,7 +247,13 @@ fn subgraphs_built_to_blow_up_are_read_in_bounded_time() {
         // Every sampler is fed, through the instances, by the outer encoder: the prompt is
         // found, or the graph is reported too complex.
         let found = read.prompt.as_ref().map(|p| p.prompt.as_str());
-        let too_complex = read.warnings.iter().any(|w| w.detail.contains("too complex"));
-        assert!(found == Some("a lone tree") || too_complex, "{name}: {read:?}");
+        let too_complex = read
+            .warnings
+            .iter()
+            .any(|w| w.detail.contains("too complex"));
+        assert!(
+            found == Some("a lone tree") || too_complex,
+            "{name}: {read:?}"
+        );
     }
 }

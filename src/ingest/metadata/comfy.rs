@@ -246,7 +246,11 @@ impl<'g> Walk<'g, '_> {
             })
             .collect();
         samplers.sort_by_cached_key(|(id, node)| {
-            (!class(node).contains("Sampler"), id_path(id), id.to_string())
+            (
+                !class(node).contains("Sampler"),
+                id_path(id),
+                id.to_string(),
+            )
         });
         for (id, node) in samplers {
             let found = sampler_prompt(Provenance::ComfyUi, |side, seen, out| {

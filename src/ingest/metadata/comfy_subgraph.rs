@@ -475,7 +475,9 @@ impl<'w, 'a> Expansion<'w, 'a> {
         let id = node_id(at.node);
         let promoted = frame.promoted.iter().filter(|(node, _, _)| *node == id);
         let named = promoted.filter(|(_, name, _)| wanted(name));
-        named.map(|(_, name, value)| (name.as_str(), *value)).collect()
+        named
+            .map(|(_, name, value)| (name.as_str(), *value))
+            .collect()
     }
 }
 

@@ -168,7 +168,11 @@ impl<'a> Walk<'_, 'a, '_> {
     /// Whether input `name` of `at` is fed by a node.
     fn fed(&mut self, at: At<'a>, name: &str) -> bool {
         let has_link = node_inputs(at.node).any(|(n, _, link)| n == name && link.is_some());
-        has_link && matches!(self.graph.input(at, name, self.scan), Some(Source::Node(..)))
+        has_link
+            && matches!(
+                self.graph.input(at, name, self.scan),
+                Some(Source::Node(..))
+            )
     }
 
     /// The node feeding input `name` of `at`, and its output slot.

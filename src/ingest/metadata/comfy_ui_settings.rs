@@ -95,12 +95,15 @@ pub(super) fn gather_settings<'a>(
         if depth > MAX_SETTINGS_DEPTH || !walk.scan.step() || !seen.insert(walk.graph.key(at)) {
             continue;
         }
-        let known = SETTING_WIDGETS.iter().find(|(t, _)| *t == node_type(at.node));
+        let known = SETTING_WIDGETS
+            .iter()
+            .find(|(t, _)| *t == node_type(at.node));
         for &(index, parameter, widget) in known.map_or(&[][..], |(_, s)| *s) {
             if params.contains_key(parameter) {
                 continue;
             }
-            if let Some(value) = widget_value(walk, at, index, widget).filter(|v| fits(parameter, v))
+            if let Some(value) =
+                widget_value(walk, at, index, widget).filter(|v| fits(parameter, v))
             {
                 params.insert(parameter.to_string(), value);
             }
@@ -141,7 +144,10 @@ fn widget_value<'a>(
         match walk.graph.input(at, widget, walk.scan) {
             Some(Source::Value(value)) => return Some(value.clone()),
             Some(Source::Node(primitive, _)) => {
-                let values = primitive.node.get("widgets_values").and_then(Value::as_array);
+                let values = primitive
+                    .node
+                    .get("widgets_values")
+                    .and_then(Value::as_array);
                 if let Some(first) = values.and_then(|v| v.first()) {
                     return Some(first.clone());
                 }
