@@ -13,10 +13,12 @@
 //! taken from the sampler and the nodes it reads from, nearest first.
 //!
 //! Subgraphs need nothing of their own here: the front end queues them expanded, each inner
-//! node under its instance path (`"98:17"`, nested `"98:45:17"`, as `graphToPrompt` in
-//! Comfy-Org/ComfyUI_frontend writes them), with promoted widget values and primitive nodes'
-//! values written into the inputs they feed; string nodes that remain (`PrimitiveStringMultiline`,
-//! `PrimitiveString`, `String Literal`, ...) are read through their `value` / `string` input.
+//! node under its instance path (`"98:17"`, nested `"98:45:17"`: the execution ids of
+//! `ExecutableNodeDTO`, Comfy-Org/ComfyUI_frontend `src/lib/litegraph/src/subgraph/`), with
+//! promoted widget values and primitive nodes' values written into the inputs they feed;
+//! string nodes that remain (`PrimitiveStringMultiline`, `PrimitiveString`, `String Literal`,
+//! ...) are read through their `value` / `string` input. Samplers of the outer graph are
+//! tried first.
 //!
 //! Every node is visited at most once per side and every string node's text computed once,
 //! so a graph of cycles and fan-out costs its size; each visit spends a step of the file's

@@ -6,8 +6,9 @@
 //! schema `src/platform/workflow/validation/schemas/workflowSchema.ts` (`zComfyWorkflow`,
 //! `zSubgraphDefinition`, `zSubgraphIO`, `zComfyLinkObject`), the boundary node ids
 //! `SUBGRAPH_INPUT_ID = -10` and `SUBGRAPH_OUTPUT_ID = -20` of `src/lib/litegraph/src/constants.ts`,
-//! the promoted widgets of `src/core/schemas/proxyWidget.ts` (`properties.proxyWidgets`), and
-//! the serialised workflows under `browser_tests/assets/subgraphs/`:
+//! the promoted widgets of `src/core/schemas/proxyWidget.ts` (`properties.proxyWidgets`), the
+//! link resolution of `src/lib/litegraph/src/subgraph/ExecutableNodeDTO.ts`, and the serialised
+//! workflows under `browser_tests/assets/subgraphs/`:
 //!
 //! - `definitions.subgraphs[]` (of the workflow, or of a definition, nested): each a graph with
 //!   its own `nodes` and `links` (objects `{id, origin_id, origin_slot, target_id, target_slot}`
