@@ -32,8 +32,12 @@ const PER_INPUT: Duration = Duration::from_secs(2);
 
 /// Runs `check` on `default_cases` inputs drawn from `strategy` (or `PROMPTDEX_FUZZ_CASES`),
 /// each within [`PER_INPUT`], and prints the count and the time.
-fn fuzz<S: Strategy>(name: &str, default_cases: u32, strategy: S, check: impl Fn(S::Value))
-where
+pub(crate) fn fuzz<S: Strategy>(
+    name: &str,
+    default_cases: u32,
+    strategy: S,
+    check: impl Fn(S::Value),
+) where
     S::Value: std::fmt::Debug,
 {
     let cases = std::env::var("PROMPTDEX_FUZZ_CASES")
@@ -84,7 +88,7 @@ fn check_prompt(found: Option<&EmbeddedPrompt>) {
     }
 }
 
-fn check_read(read: &Metadata) {
+pub(crate) fn check_read(read: &Metadata) {
     check_prompt(read.prompt.as_ref());
     for w in &read.warnings {
         assert!(
@@ -105,7 +109,7 @@ fn zlib(data: &[u8]) -> Vec<u8> {
 }
 
 /// A PNG holding one text chunk `keyword` = `text`.
-fn png_text(keyword: &str, text: &str) -> Vec<u8> {
+pub(crate) fn png_text(keyword: &str, text: &str) -> Vec<u8> {
     let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
     out.extend(chunk(b"IHDR", &IHDR));
     out.extend(chunk(

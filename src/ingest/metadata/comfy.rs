@@ -12,6 +12,14 @@
 //! (`seed`, `steps`, `cfg`, `sampler_name`, `scheduler`, `denoise`, size, checkpoint) are
 //! taken from the sampler and the nodes it reads from, nearest first.
 //!
+//! Subgraphs need nothing of their own here: the front end queues them expanded, each inner
+//! node under its instance path (`"98:17"`, nested `"98:45:17"`: the execution ids of
+//! `ExecutableNodeDTO`, Comfy-Org/ComfyUI_frontend `src/lib/litegraph/src/subgraph/`), with
+//! promoted widget values and primitive nodes' values written into the inputs they feed;
+//! string nodes that remain (`PrimitiveStringMultiline`, `PrimitiveString`, `String Literal`,
+//! ...) are read through their `value` / `string` input. Samplers of the outer graph are
+//! tried first.
+//!
 //! Every node is visited at most once per side and every string node's text computed once,
 //! so a graph of cycles and fan-out costs its size; each visit spends a step of the file's
 //! [`MAX_GRAPH_STEPS`](super::MAX_GRAPH_STEPS) budget, and a graph that spends it all gives
@@ -199,6 +207,13 @@ fn inputs(node: &Map<String, Value>) -> Option<&Map<String, Value>> {
     node.get("inputs")?.as_object()
 }
 
+/// A node id as ComfyUI orders it: its instance path (`"98:45:17"`: nodes of the outer
+/// graph first), each part by number.
+fn id_path(id: &str) -> (usize, Vec<u64>) {
+    let parts = id.split(':').map(|p| p.parse::<u64>().unwrap_or(u64::MAX));
+    (id.matches(':').count(), parts.collect())
+}
+
 /// The node id and output index of a link `[id, index]` (id as string or number).
 fn link(value: &Value) -> Option<(String, u64)> {
     let [id, index] = value.as_array()?.as_slice() else {
@@ -232,12 +247,12 @@ impl<'g> Walk<'g, '_> {
                     || inputs.is_some_and(|i| i.contains_key("positive"))
             })
             .collect();
-        samplers.sort_by(|(a, na), (b, nb)| {
-            let key = |id: &str, node| {
-                let number = id.parse::<u64>().unwrap_or(u64::MAX);
-                (!class(node).contains("Sampler"), number)
-            };
-            key(a, na).cmp(&key(b, nb)).then_with(|| a.cmp(b))
+        samplers.sort_by_cached_key(|(id, node)| {
+            (
+                !class(node).contains("Sampler"),
+                id_path(id),
+                id.to_string(),
+            )
         });
         for (id, node) in samplers {
             let found = sampler_prompt(Provenance::ComfyUi, |side, seen, out| {

@@ -4,8 +4,9 @@
 //! 8-byte character-code prefix, then the text. `UNICODE\0` means UTF-16, whose byte order
 //! writers disagree on, so it is taken from a byte-order mark, else from where the zero bytes
 //! of ASCII characters fall, else from whichever order decodes to fewer impossible
-//! characters, else from the TIFF header. ComfyUI's WebP saver stores `prompt:{...}` and
-//! `workflow:{...}` in the `Model` / `Make` / `ImageDescription` tags instead.
+//! characters, else from the TIFF header. ComfyUI stores its graphs in the `Model` / `Make` /
+//! `ImageDescription` tags instead: `Prompt: {...}` (the API graph; also `prompt:{...}`) and
+//! `Workflow: {...}` (the editor's workflow), the API graph read first wherever it is.
 //!
 //! A `UserComment` that is a JSON object is Fooocus's (`fooocus` scheme) or SwarmUI's
 //! (`sui_image_params`), read by `generic`. Fooocus writes its text without the character-code
@@ -145,27 +146,30 @@ pub(super) fn from_tiff(
             return Some(found.at(at));
         }
     }
-    for field in exif.fields() {
-        if !COMFY_TAGS.contains(&field.tag.number()) {
-            continue;
-        }
-        let Value::Ascii(values) = &field.value else {
-            continue;
-        };
-        for value in values {
-            let text = latin1_or_utf8(value);
-            let at = format!("{container} {}", field.tag);
-            let parsed = if let Some(json) = text.strip_prefix("prompt:") {
-                comfy::parse_prompt_graph(json, scan)
-            } else if let Some(json) = text.strip_prefix("workflow:") {
-                comfy_ui::parse_workflow(json, scan)
-            } else {
+    // The API graph first, wherever it is, as in a PNG; then the workflow.
+    for graph in [ComfyGraph::Prompt, ComfyGraph::Workflow] {
+        for field in exif.fields() {
+            if !COMFY_TAGS.contains(&field.tag.number()) {
+                continue;
+            }
+            let Value::Ascii(values) = &field.value else {
                 continue;
             };
-            match parsed {
-                Ok(Some(found)) => return Some(found.at(at)),
-                Ok(None) => {}
-                Err(detail) => scan.ignored(at, detail),
+            for value in values {
+                let text = latin1_or_utf8(value);
+                let Some(json) = comfy_json(&text, graph) else {
+                    continue;
+                };
+                let at = format!("{container} {}", field.tag);
+                let parsed = match graph {
+                    ComfyGraph::Prompt => comfy::parse_prompt_graph(json, scan),
+                    ComfyGraph::Workflow => comfy_ui::parse_workflow(json, scan),
+                };
+                match parsed {
+                    Ok(Some(found)) => return Some(found.at(at)),
+                    Ok(None) => {}
+                    Err(detail) => scan.ignored(at, detail),
+                }
             }
         }
     }
@@ -207,6 +211,25 @@ fn names_a1111_scheme(exif: &exif::Exif) -> bool {
             text.trim_matches(|c: char| c == '\0' || c.is_whitespace())
                 .eq_ignore_ascii_case("a1111")
         })
+}
+
+/// The two graphs ComfyUI stores in EXIF.
+#[derive(Clone, Copy)]
+enum ComfyGraph {
+    Prompt,
+    Workflow,
+}
+
+/// The JSON of a ComfyUI EXIF text `Prompt: {...}` / `Workflow: {...}` holding `graph`: the
+/// name in any case, spaces around the colon tolerated (`prompt:{...}`).
+fn comfy_json(text: &str, graph: ComfyGraph) -> Option<&str> {
+    let (name, json) = text.trim_start().split_once(':')?;
+    let wanted = match graph {
+        ComfyGraph::Prompt => "prompt",
+        ComfyGraph::Workflow => "workflow",
+    };
+    let json = json.trim_start();
+    (name.trim().eq_ignore_ascii_case(wanted) && json.starts_with('{')).then_some(json)
 }
 
 /// The text of a `UserComment` value: character-code prefix, then the text.
@@ -310,6 +333,18 @@ mod tests {
         assert_eq!(found.prompt, "{\"neon\" sign} over a bar");
         assert_eq!(found.provenance, Provenance::ExifUserComment);
         assert!(scan.troubles.is_empty());
+    }
+
+    #[test]
+    fn comfy_exif_texts_are_recognised_in_any_spelling() {
+        let prompt = |t| comfy_json(t, ComfyGraph::Prompt);
+        assert_eq!(prompt("Prompt: {\"3\": {}}"), Some("{\"3\": {}}"));
+        assert_eq!(prompt("prompt:{}"), Some("{}"));
+        assert_eq!(prompt(" PROMPT : {}"), Some("{}"));
+        assert_eq!(prompt("Workflow: {}"), None);
+        assert_eq!(prompt("prompt: a cat"), None);
+        assert_eq!(prompt("Canon"), None);
+        assert_eq!(comfy_json("Workflow: {}", ComfyGraph::Workflow), Some("{}"));
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //!   `tEXt`, `zTXt`, `iTXt` and `eXIf`.
 //! - `a1111`: the AUTOMATIC1111 / Forge / stable-diffusion.cpp `parameters` text, also the
 //!   content of their EXIF `UserComment`. Public as [`parse_a1111_parameters`].
-//! - `comfy`, `comfy_ui`: ComfyUI's API-format `prompt` graph and its UI `workflow`.
+//! - `comfy`, `comfy_ui`: ComfyUI's API-format `prompt` graph and its UI `workflow`;
+//!   `comfy_subgraph` expands the workflow's subgraphs, `comfy_ui_settings` reads its settings.
 //! - `invoke`: InvokeAI `invokeai_metadata`, `sd-metadata` and `Dream`.
 //! - `novelai`: NovelAI `Description` + `Comment`.
 //! - `generic`: JSON `parameters` (Fooocus) and plain `prompt` chunks (Easy Diffusion).
@@ -39,7 +40,9 @@
 mod a1111;
 mod cap;
 mod comfy;
+mod comfy_subgraph;
 mod comfy_ui;
+mod comfy_ui_settings;
 mod exif_data;
 mod generic;
 mod invoke;
