@@ -31,7 +31,7 @@ const PER_INPUT: Duration = Duration::from_secs(2);
 
 /// Runs `check` on `default_cases` inputs drawn from `strategy` (or `PROMPTDEX_FUZZ_CASES`),
 /// each within [`PER_INPUT`], and prints the count and the time.
-fn fuzz<S: Strategy>(name: &str, default_cases: u32, strategy: S, check: impl Fn(S::Value))
+pub(crate) fn fuzz<S: Strategy>(name: &str, default_cases: u32, strategy: S, check: impl Fn(S::Value))
 where
     S::Value: std::fmt::Debug,
 {
@@ -83,7 +83,7 @@ fn check_prompt(found: Option<&EmbeddedPrompt>) {
     }
 }
 
-fn check_read(read: &Metadata) {
+pub(crate) fn check_read(read: &Metadata) {
     check_prompt(read.prompt.as_ref());
     for w in &read.warnings {
         assert!(
@@ -168,7 +168,7 @@ fn keyword() -> impl Strategy<Value = String> {
 }
 
 /// Text made of the characters the text parsers split on.
-fn text_soup() -> impl Strategy<Value = String> {
+pub(crate) fn text_soup() -> impl Strategy<Value = String> {
     let piece = prop_oneof![
         Just("Steps: ".to_string()),
         Just("Negative prompt: ".to_string()),
