@@ -202,13 +202,17 @@ fn hostile_settings_lines_and_packets_cost_little() {
         let start = Instant::now();
         let found = parse_a1111_parameters(&text).unwrap();
         let _ = to_infotext(&found);
-        assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+        let took = start.elapsed();
+        eprintln!("1 MiB settings line {:?}...: {took:?}", &text[..16]);
+        assert!(took < Duration::from_secs(2), "{took:?}");
     }
     let deep = "<a>".repeat(300_000);
     let start = Instant::now();
     let read = read_metadata_bytes("deep.png", &png_xmp(&deep));
     assert!(read.prompt.is_none() && read.warnings[0].detail.contains("deep"));
-    assert!(start.elapsed() < Duration::from_secs(2));
+    let took = start.elapsed();
+    eprintln!("XMP 300,000 elements deep: {took:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
     let big = format!(
         "<xmp:CreatorTool xmlns:xmp=\"http://ns.adobe.com/xap/1.0/\">Draw Things</xmp:CreatorTool>\
          <exif:UserComment xmlns:exif=\"http://ns.adobe.com/exif/1.0/\">{{\"c\":\"{}\"}}</exif:UserComment>",

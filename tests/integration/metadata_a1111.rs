@@ -241,7 +241,7 @@ fn infotext_of_other_front_ends() {
         ),
         (
             "comfyui_prompt.png",
-            "a fluffy orange cat\nsitting in a sunbeam\nNegative prompt: watermark, text\n\
+            "a fluffy orange cat, sitting in a sunbeam\nNegative prompt: watermark, text\n\
              Steps: 25, Sampler: dpmpp_2m, CFG scale: 6.0, Seed: 156680208700286, \
              Size: 1024x768, Model: sd_xl_base_1.0.safetensors, Denoise: 1.0, \
              Scheduler: karras",
