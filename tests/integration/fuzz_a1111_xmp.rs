@@ -71,34 +71,39 @@ fn fuzz_xmp_packets() {
 #[test]
 fn fuzz_draw_things_packets_give_their_prompt_back() {
     let packet = (text_soup(), text_soup(), 0u64..u64::MAX, 0usize..70);
-    fuzz("draw things packets", 1000, packet, |(prompt, negative, seed, depth)| {
-        let config = json!({"c": prompt, "uc": negative, "seed": seed, "steps": 20,
+    fuzz(
+        "draw things packets",
+        1000,
+        packet,
+        |(prompt, negative, seed, depth)| {
+            let config = json!({"c": prompt, "uc": negative, "seed": seed, "steps": 20,
             "size": "512x768", "scale": 4.5});
-        // Nested inside `depth` unrelated elements: past the depth limit it is a warning.
-        let xmp = format!(
-            "{}<rdf:RDF xmlns:rdf=\"http://www.w3.org/1999/02/22-rdf-syntax-ns#\">\
+            // Nested inside `depth` unrelated elements: past the depth limit it is a warning.
+            let xmp = format!(
+                "{}<rdf:RDF xmlns:rdf=\"http://www.w3.org/1999/02/22-rdf-syntax-ns#\">\
              <rdf:Description xmlns:exif=\"http://ns.adobe.com/exif/1.0/\">\
              <exif:UserComment><rdf:Alt><rdf:li>{}</rdf:li></rdf:Alt></exif:UserComment>\
              </rdf:Description></rdf:RDF>{}",
-            "<a>".repeat(depth),
-            escape(&config.to_string()),
-            "</a>".repeat(depth)
-        );
-        let read = read_metadata_bytes("fuzz.png", &png_xmp(&xmp));
-        check_read(&read);
-        if depth + 5 > 64 {
-            assert!(read.prompt.is_none() && !read.warnings.is_empty());
-            return;
-        }
-        match read.prompt {
-            Some(found) => {
-                assert_eq!(found.prompt, prompt.trim());
-                assert_eq!(found.parameters["seed"], json!(seed));
-                assert_eq!(found.parameters["cfg_scale"], json!(4.5));
+                "<a>".repeat(depth),
+                escape(&config.to_string()),
+                "</a>".repeat(depth)
+            );
+            let read = read_metadata_bytes("fuzz.png", &png_xmp(&xmp));
+            check_read(&read);
+            if depth + 5 > 64 {
+                assert!(read.prompt.is_none() && !read.warnings.is_empty());
+                return;
             }
-            None => assert!(prompt.trim().is_empty() && negative.trim().is_empty()),
-        }
-    });
+            match read.prompt {
+                Some(found) => {
+                    assert_eq!(found.prompt, prompt.trim());
+                    assert_eq!(found.parameters["seed"], json!(seed));
+                    assert_eq!(found.parameters["cfg_scale"], json!(4.5));
+                }
+                None => assert!(prompt.trim().is_empty() && negative.trim().is_empty()),
+            }
+        },
+    );
 }
 
 /// Settings lines full of the extras' keys, JSON fragments and separators.
@@ -165,7 +170,10 @@ fn gif_bytes() -> impl Strategy<Value = Vec<u8>> {
             out
         }),
         Just(b"\x21\xf9\x04\x00\x00\x00\x00\x00".to_vec()),
-        Just(b"\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x81\x00\x00\x00\x00\x00\x00\x02\x02\x44\x01\x00".to_vec()),
+        Just(
+            b"\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x81\x00\x00\x00\x00\x00\x00\x02\x02\x44\x01\x00"
+                .to_vec()
+        ),
         prop::collection::vec(any::<u8>(), 0..40),
     ];
     let blocks = prop::collection::vec(block, 0..8);

@@ -31,8 +31,12 @@ const PER_INPUT: Duration = Duration::from_secs(2);
 
 /// Runs `check` on `default_cases` inputs drawn from `strategy` (or `PROMPTDEX_FUZZ_CASES`),
 /// each within [`PER_INPUT`], and prints the count and the time.
-pub(crate) fn fuzz<S: Strategy>(name: &str, default_cases: u32, strategy: S, check: impl Fn(S::Value))
-where
+pub(crate) fn fuzz<S: Strategy>(
+    name: &str,
+    default_cases: u32,
+    strategy: S,
+    check: impl Fn(S::Value),
+) where
     S::Value: std::fmt::Debug,
 {
     let cases = std::env::var("PROMPTDEX_FUZZ_CASES")

@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use promptdex::ingest::metadata::{
-    parse_a1111_parameters, read_embedded_prompt, read_metadata_bytes, to_infotext,
-    EmbeddedPrompt, Provenance,
+    parse_a1111_parameters, read_embedded_prompt, read_metadata_bytes, to_infotext, EmbeddedPrompt,
+    Provenance,
 };
 use serde_json::{json, Value};
 
@@ -28,13 +28,25 @@ fn read(path: &Path) -> EmbeddedPrompt {
 }
 
 fn params(found: &EmbeddedPrompt, keys: &[&str]) -> Value {
-    let picked = keys
-        .iter()
-        .map(|k| (k.to_string(), found.parameters.get(*k).cloned().unwrap_or(Value::Null)));
+    let picked = keys.iter().map(|k| {
+        (
+            k.to_string(),
+            found.parameters.get(*k).cloned().unwrap_or(Value::Null),
+        )
+    });
     Value::Object(picked.collect())
 }
 
-const MAIN: [&str; 8] = ["steps", "sampler", "cfg_scale", "seed", "size", "width", "height", "model"];
+const MAIN: [&str; 8] = [
+    "steps",
+    "sampler",
+    "cfg_scale",
+    "seed",
+    "size",
+    "width",
+    "height",
+    "model",
+];
 
 #[test]
 fn draw_things_xmp_reads_the_user_comment_json() {
@@ -53,7 +65,10 @@ fn draw_things_xmp_reads_the_user_comment_json() {
             "model": "sd_xl_base_1.0_f16.ckpt"})
     );
     assert_eq!(found.parameters["seed_mode"], json!("Scale Alike"));
-    assert!(!found.parameters.contains_key("v2"), "nested objects are not settings");
+    assert!(
+        !found.parameters.contains_key("v2"),
+        "nested objects are not settings"
+    );
 }
 
 #[test]
@@ -106,9 +121,14 @@ Steps: 5, Hashes: {"model": "a, b: c", "x": "]"}, Civitai metadata: {}, Seed: 3,
     let p = parse_a1111_parameters(text).unwrap().parameters;
     assert_eq!(p["hashes"], json!({"model": "a, b: c", "x": "]"}));
     assert_eq!(p["civitai_metadata"], json!({}));
-    assert_eq!((p["seed"].clone(), p["cfg_scale"].clone()), (json!(3), json!(2)));
+    assert_eq!(
+        (p["seed"].clone(), p["cfg_scale"].clone()),
+        (json!(3), json!(2))
+    );
     // Broken JSON stays text, and the pairs after it are still read.
-    let p = parse_a1111_parameters("x\nSteps: 1, Hashes: {\"a\": 1, Seed: 4").unwrap().parameters;
+    let p = parse_a1111_parameters("x\nSteps: 1, Hashes: {\"a\": 1, Seed: 4")
+        .unwrap()
+        .parameters;
     assert_eq!(p["seed"], json!(4));
     assert!(p.get("hashes").is_none(), "{p:?}");
     // JSON nested over 4 deep stays text (a stored record stays far from serde_json's limit).
@@ -144,7 +164,10 @@ fn a1111_gif_comment_is_read() {
     let found = read(&fixture("a1111_comment.gif"));
     assert_eq!(found.provenance, Provenance::A1111Parameters);
     assert_eq!(found.location, "GIF comment");
-    assert_eq!(found.prompt, "pixel art, a tiny dragon — 竜, idle animation");
+    assert_eq!(
+        found.prompt,
+        "pixel art, a tiny dragon — 竜, idle animation"
+    );
     assert_eq!(found.negative_prompt.as_deref(), Some("photo"));
     assert_eq!(
         params(&found, &MAIN),
@@ -158,7 +181,11 @@ fn a1111_gif_comment_is_read() {
     assert_eq!((read.prompt, read.warnings), (None, vec![]));
     let cut = read_metadata_bytes("cut.gif", &bytes[..40]);
     assert!(cut.prompt.is_none());
-    assert!(cut.warnings[0].detail.contains("truncated GIF"), "{:?}", cut.warnings);
+    assert!(
+        cut.warnings[0].detail.contains("truncated GIF"),
+        "{:?}",
+        cut.warnings
+    );
 }
 
 /// The text of a PNG's `tEXt "parameters"` chunk, read here by hand.
@@ -206,7 +233,12 @@ fn infotext_written_from_parameters_reads_back_the_same() {
         .into_iter()
         .filter(|p| parameters_chunk(p).is_some())
         .collect();
-    for name in ["a1111_text.png", "a1111_extras.png", "a1111_comment.gif", "sidecar.png"] {
+    for name in [
+        "a1111_text.png",
+        "a1111_extras.png",
+        "a1111_comment.gif",
+        "sidecar.png",
+    ] {
         files.push(fixture(name));
     }
     for path in files {

@@ -134,9 +134,7 @@ fn settings_line(line: &str) -> Option<Vec<Pair>> {
             .filter(|key| valid_key(key));
         let Some(key) = key else {
             // A comma inside an unquoted value: it belongs to the previous pair.
-            let last = pairs
-                .last_mut()
-                .filter(|p| !p.quoted && p.json.is_none())?;
+            let last = pairs.last_mut().filter(|p| !p.quoted && p.json.is_none())?;
             last.value.push_str(", ");
             last.value.push_str(rest[..comma].trim());
             rest = rest[comma..].trim_start_matches(',').trim_start();

@@ -36,7 +36,10 @@ pub(super) fn read_gif<R: BufRead + Seek>(
     }
 }
 
-fn walk<R: BufRead + Seek>(reader: &mut R, scan: &mut Scan) -> Result<Option<EmbeddedPrompt>, Detail> {
+fn walk<R: BufRead + Seek>(
+    reader: &mut R,
+    scan: &mut Scan,
+) -> Result<Option<EmbeddedPrompt>, Detail> {
     let mut header = [0u8; 13];
     read(reader, &mut header, "header")?;
     skip_colour_table(reader, header[10])?;
@@ -121,7 +124,9 @@ fn read_sub_blocks<R: BufRead + Seek>(reader: &mut R) -> Result<Option<Vec<u8>>,
 
 fn read<R: BufRead>(reader: &mut R, buf: &mut [u8], what: &str) -> Result<(), Detail> {
     reader.read_exact(buf).map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => format!("truncated GIF: the file ends inside the {what}"),
+        std::io::ErrorKind::UnexpectedEof => {
+            format!("truncated GIF: the file ends inside the {what}")
+        }
         _ => format!("cannot read the GIF {what}: {e}"),
     })
 }
@@ -167,7 +172,10 @@ mod tests {
 
     #[test]
     fn the_comment_after_other_extensions_is_read() {
-        let text = format!("{}\nSteps: 20, Sampler: Euler, Seed: 1", "a cat ".repeat(100));
+        let text = format!(
+            "{}\nSteps: 20, Sampler: Euler, Seed: 1",
+            "a cat ".repeat(100)
+        );
         let mut blocks = b"\x21\xf9\x04\x00\x00\x00\x00\x00".to_vec();
         blocks.extend(comment(text.as_bytes()));
         let (found, troubles) = read_bytes(&gif(&blocks));

@@ -62,7 +62,13 @@ const LABELS: [(&str, &str); 4] = [
 
 /// Keys that are not settings of their own: `width`/`height` are in `Size`, `loras` and
 /// `embeddings` are derived from `Lora hashes` and `TI hashes`, the rest is promptdex's.
-const NOT_WRITTEN: [&str; 5] = ["width", "height", "loras", "embeddings", "prompt_cut_from_bytes"];
+const NOT_WRITTEN: [&str; 5] = [
+    "width",
+    "height",
+    "loras",
+    "embeddings",
+    "prompt_cut_from_bytes",
+];
 
 /// Words written in capitals when a label is made from a key.
 const ACRONYMS: [&str; 5] = ["cfg", "vae", "rng", "ensd", "ti"];

@@ -190,7 +190,12 @@ fn user_comment_prompt(json: &str) -> Result<EmbeddedPrompt, Detail> {
     let prompt = text("c").ok_or("the XMP exif:UserComment JSON has no \"c\" (prompt)")?;
     let mut found = EmbeddedPrompt::new(Provenance::DrawThings, prompt).negative(text("uc"));
     let params = &mut found.parameters;
-    copy_scalars(&object, params, &["c", "uc", "size"], &[("scale", "cfg_scale")]);
+    copy_scalars(
+        &object,
+        params,
+        &["c", "uc", "size"],
+        &[("scale", "cfg_scale")],
+    );
     if let Some(size) = text("size") {
         add_size(params, size);
     }
@@ -289,8 +294,11 @@ mod tests {
         assert!(parse_xmp(&packet(&body)).unwrap().is_none());
         assert!(parse_xmp(&packet("")).unwrap().is_none());
         // Prefixes do not matter, namespaces do.
-        let other = packet(&alt("dc:description", "x&#xA;Steps: 1, Seed: 2, Sampler: y"))
-            .replace("http://purl.org/dc/elements/1.1/", "urn:other");
+        let other = packet(&alt(
+            "dc:description",
+            "x&#xA;Steps: 1, Seed: 2, Sampler: y",
+        ))
+        .replace("http://purl.org/dc/elements/1.1/", "urn:other");
         assert!(parse_xmp(&other).unwrap().is_none());
     }
 
