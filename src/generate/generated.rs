@@ -1,11 +1,11 @@
 //! What a generation returns: the prompt, its vectors, every candidate, and the time per step.
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use super::candidates::candidate;
 use super::ensemble::{self, Part, PartKind};
 use super::modifiers::Modifier;
-use crate::ingest::metadata::EmbeddedPrompt;
+use crate::ingest::metadata::{to_infotext, EmbeddedPrompt};
 use crate::models::caption::{Caption, Tags};
 
 /// Where the prompt text came from.
@@ -59,7 +59,8 @@ pub struct Generated {
     pub ensemble: Vec<f32>,
     /// Cosine between the prompt's vector and the ensemble vector.
     pub cosine_to_ensemble: f32,
-    /// The prompt stored in the file, if any.
+    /// The prompt stored in the file, if any; printed with `infotext`, its A1111 text.
+    #[serde(serialize_with = "with_infotext")]
     pub embedded: Option<EmbeddedPrompt>,
     /// What the ImageNet tagger saw.
     pub tags: Option<Tags>,
@@ -110,6 +111,25 @@ impl Generated {
             methods: MethodVectors::default(),
         }
     }
+}
+
+/// The embedded prompt as printed: its fields and `infotext`, the A1111 `parameters` text of
+/// its settings ([`to_infotext`]).
+fn with_infotext<S: Serializer>(
+    embedded: &Option<EmbeddedPrompt>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Printed<'a> {
+        #[serde(flatten)]
+        prompt: &'a EmbeddedPrompt,
+        infotext: String,
+    }
+    let printed = embedded.as_ref().map(|prompt| Printed {
+        prompt,
+        infotext: to_infotext(prompt),
+    });
+    printed.serialize(serializer)
 }
 
 /// Each single method's vector: captions and tags averaged, the best neighbour, the best corpus

@@ -173,7 +173,7 @@ fn keyword() -> impl Strategy<Value = String> {
 }
 
 /// Text made of the characters the text parsers split on.
-fn text_soup() -> impl Strategy<Value = String> {
+pub(crate) fn text_soup() -> impl Strategy<Value = String> {
     let piece = prop_oneof![
         Just("Steps: ".to_string()),
         Just("Negative prompt: ".to_string()),

@@ -92,6 +92,13 @@ fn stored_prompt_wins_unless_ignored() {
     let found = generate_json(index, &image, &[]);
     assert_eq!(found["source"], "embedded");
     assert_eq!(found["prompt"], "a lovely cat");
+    // The file's own A1111 text comes back as `embedded.infotext`, ready to paste into A1111.
+    assert_eq!(
+        found["embedded"]["infotext"],
+        "a lovely cat\nSteps: 4, CFG scale: 7.000000, Seed: 42, Size: 512x512, \
+         Model: v1-5-pruned-emaonly-ggml-model-f16.bin, RNG: cuda, Sampler: euler_a, \
+         Version: stable-diffusion.cpp"
+    );
     let truth = common::minilm().embed(&["a lovely cat"]).unwrap().remove(0);
     assert!((dot(&vector(&found["vector"]), &truth) - 1.0).abs() < 1e-5);
     assert_eq!(found["cosine_to_ensemble"], 1.0);

@@ -9,14 +9,31 @@
 //! ```
 //!
 //! The last line holds the settings as `Key: value` pairs separated by commas; a value with
-//! commas, colons or quotes is written as a JSON string. A line counts as the settings line
-//! when it parses as such pairs and has at least three of them (A1111's own rule), or starts
-//! with `Steps:`. Extensions that append `Key: value` lines after it (Dynamic Prompts'
-//! `Template:`) are handled too.
+//! commas, colons or newlines is written as a JSON string (A1111's `infotext_utils.quote`).
+//! A line counts as the settings line when it parses as such pairs and has at least three of
+//! them (the rule of A1111's `parse_generation_parameters` in `modules/infotext_utils.py`),
+//! or starts with `Steps:`; only the last line can be it, so a prompt line that itself starts
+//! with `Steps:` stays in the prompt. Extensions that append `Key: value` lines after it
+//! (Dynamic Prompts' `Template:`) are handled too. Values that are unquoted JSON objects or
+//! arrays (`Hashes: {...}`, `Civitai resources: [...]`) are read as JSON; see `a1111_extras`
+//! for the structures derived from them.
+//!
+//! The settings line is also kept as written (up to [`MAX_PARAMETERS_BYTES`]) so that
+//! [`to_infotext`](super::to_infotext) gives the text back unchanged.
 
 use serde_json::{Map, Number, Value};
 
+use super::a1111_extras::add_extras;
 use super::{EmbeddedPrompt, Provenance};
+use crate::ingest::limits::MAX_PARAMETERS_BYTES;
+
+/// JSON values tried per settings line: each try may scan the rest of the line, so a hostile
+/// line of unclosed brackets costs this many scans at most (real lines hold two or three).
+const MAX_JSON_VALUES: usize = 16;
+
+/// Deepest JSON value kept as JSON (the extras nest two deep); deeper stays text, so a stored
+/// record never nears `serde_json`'s recursion limit when the catalog reads it back.
+const MAX_JSON_DEPTH: usize = 4;
 
 /// Settings whose values stay strings even when they look like numbers (hashes, names).
 const STRING_KEYS: [&str; 7] = [
@@ -38,6 +55,7 @@ pub fn parse_a1111_parameters(text: &str) -> Option<EmbeddedPrompt> {
     }
     let lines: Vec<&str> = text.lines().collect();
     let (body, settings) = split_settings(&lines);
+    let written = lines[body.len()..].join("\n");
     let mut prompt = Vec::new();
     let mut negative: Option<Vec<&str>> = None;
     for &line in body {
@@ -53,6 +71,10 @@ pub fn parse_a1111_parameters(text: &str) -> Option<EmbeddedPrompt> {
     for pair in settings {
         insert_setting(&mut found.parameters, pair);
     }
+    add_extras(&mut found.parameters);
+    if !written.is_empty() && written.len() <= MAX_PARAMETERS_BYTES {
+        found.settings_line = Some(written);
+    }
     Some(found)
 }
 
@@ -61,6 +83,8 @@ struct Pair {
     key: String,
     value: String,
     quoted: bool,
+    /// The value, when it is an unquoted JSON object or array.
+    json: Option<Value>,
 }
 
 /// Splits the lines into the prompt part and the settings pairs.
@@ -87,6 +111,7 @@ fn split_settings<'a>(lines: &'a [&'a str]) -> (&'a [&'a str], Vec<Pair>) {
                     key: key.trim().to_string(),
                     value: value.trim().to_string(),
                     quoted: false,
+                    json: None,
                 }),
                 _ => return (lines, Vec::new()),
             }
@@ -100,6 +125,7 @@ fn split_settings<'a>(lines: &'a [&'a str]) -> (&'a [&'a str], Vec<Pair>) {
 fn settings_line(line: &str) -> Option<Vec<Pair>> {
     let mut pairs: Vec<Pair> = Vec::new();
     let mut rest = line.trim();
+    let mut json_tries = 0;
     while !rest.is_empty() {
         let comma = rest.find(',').unwrap_or(rest.len());
         let key = rest[..comma]
@@ -108,18 +134,34 @@ fn settings_line(line: &str) -> Option<Vec<Pair>> {
             .filter(|key| valid_key(key));
         let Some(key) = key else {
             // A comma inside an unquoted value: it belongs to the previous pair.
-            let last = pairs.last_mut().filter(|p| !p.quoted)?;
+            let last = pairs.last_mut().filter(|p| !p.quoted && p.json.is_none())?;
             last.value.push_str(", ");
             last.value.push_str(rest[..comma].trim());
             rest = rest[comma..].trim_start_matches(',').trim_start();
             continue;
         };
         let after = rest[rest.find(':')? + 1..].trim_start();
-        if let Some((value, tail)) = quoted_value(after) {
+        let json = match after.starts_with(['{', '[']) && json_tries < MAX_JSON_VALUES {
+            true => {
+                json_tries += 1;
+                json_value(after)
+            }
+            false => None,
+        };
+        if let Some((json, tail)) = json {
+            pairs.push(Pair {
+                key: key.to_string(),
+                value: String::new(),
+                quoted: false,
+                json: Some(json),
+            });
+            rest = tail;
+        } else if let Some((value, tail)) = quoted_value(after) {
             pairs.push(Pair {
                 key: key.to_string(),
                 value,
                 quoted: true,
+                json: None,
             });
             rest = tail;
         } else {
@@ -128,6 +170,7 @@ fn settings_line(line: &str) -> Option<Vec<Pair>> {
                 key: key.to_string(),
                 value: after[..end].trim().to_string(),
                 quoted: false,
+                json: None,
             });
             rest = after[end..].trim_start_matches(',').trim_start();
         }
@@ -162,6 +205,40 @@ fn quoted_value(text: &str) -> Option<(String, &str)> {
     None
 }
 
+/// An unquoted JSON object or array at the start of `text` followed by a comma or the end,
+/// nested at most [`MAX_JSON_DEPTH`] deep: its value and the text after the comma. The
+/// brackets are matched (strings skipped) before `serde_json` parses the slice, so the cost
+/// stays linear in the line.
+fn json_value(text: &str) -> Option<(Value, &str)> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (i, b) in text.bytes().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if in_string => escaped = true,
+            b'"' => in_string = !in_string,
+            b'{' | b'[' if !in_string => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return None;
+                }
+            }
+            b'}' | b']' if !in_string => {
+                depth -= 1;
+                if depth == 0 {
+                    let tail = text[i + 1..].trim_start();
+                    if !(tail.is_empty() || tail.starts_with(',')) {
+                        return None;
+                    }
+                    let value = serde_json::from_str(&text[..=i]).ok()?;
+                    return Some((value, tail.trim_start_matches(',').trim_start()));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// A settings key: starts with a letter or digit, then letters, digits, spaces and a little
 /// punctuation (`Hires upscaler`, `ADetailer model 2nd`, `Schedule type`, `Lora hashes`).
 fn valid_key(key: &str) -> bool {
@@ -188,6 +265,10 @@ fn snake_case(key: &str) -> String {
 fn insert_setting(params: &mut Map<String, Value>, pair: Pair) {
     let key = snake_case(&pair.key);
     if key.is_empty() || params.contains_key(&key) {
+        return;
+    }
+    if let Some(json) = pair.json {
+        params.insert(key, json);
         return;
     }
     if key == "size" {

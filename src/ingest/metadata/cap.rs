@@ -31,7 +31,7 @@ pub(super) fn cap(mut found: EmbeddedPrompt, scan: &mut Scan) -> EmbeddedPrompt 
     let mut total = 0usize;
     let mut dropped = Vec::new();
     found.parameters.retain(|key, value| {
-        let size = key.len() + value.as_str().map_or(16, str::len);
+        let size = key.len() + value_size(value);
         let keep = size <= MAX_PROMPT_BYTES && total + size <= MAX_PARAMETERS_BYTES;
         match keep {
             true => total += size,
@@ -52,6 +52,15 @@ pub(super) fn cap(mut found: EmbeddedPrompt, scan: &mut Scan) -> EmbeddedPrompt 
         );
     }
     found
+}
+
+/// What a setting's value costs: its text, its JSON for a list or object, 16 for a scalar.
+fn value_size(value: &serde_json::Value) -> usize {
+    match value {
+        serde_json::Value::String(text) => text.len(),
+        serde_json::Value::Array(_) | serde_json::Value::Object(_) => value.to_string().len(),
+        _ => 16,
+    }
 }
 
 /// Cuts `text` to [`MAX_PROMPT_BYTES`]; its length before, when it was cut.

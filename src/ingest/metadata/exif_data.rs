@@ -239,10 +239,34 @@ pub(super) fn decode_user_comment(bytes: &[u8], tiff_little_endian: bool) -> Str
         Some((b"ASCII\0\0\0" | b"JIS\0\0\0\0\0" | [0, 0, 0, 0, 0, 0, 0, 0], body)) => {
             latin1_or_utf8(body)
         }
+        // No character code, as when the comment sits in IFD0 as BYTE: UTF-16 shows itself by
+        // a byte-order mark or by the zero bytes of its ASCII characters.
+        _ if looks_like_utf16(bytes) => decode_utf16(bytes, tiff_little_endian),
         _ => latin1_or_utf8(bytes),
     };
     text.trim_matches(|c: char| c == '\0' || c.is_whitespace())
         .to_string()
+}
+
+/// Whether bytes without a character code are UTF-16: a byte-order mark, or (trailing NULs
+/// aside) at least half of the 16-bit units with a zero byte, all on the same side.
+fn looks_like_utf16(bytes: &[u8]) -> bool {
+    if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
+        return true;
+    }
+    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |at| at + 1);
+    let bytes = &bytes[..(end + 1).min(bytes.len())];
+    let units = bytes.len() / 2;
+    let zeros = |parity: usize| {
+        bytes[..units * 2]
+            .iter()
+            .skip(parity)
+            .step_by(2)
+            .filter(|&&b| b == 0)
+            .count()
+    };
+    let (even, odd) = (zeros(0), zeros(1));
+    units > 0 && (even == 0 || odd == 0) && 2 * (even + odd) >= units
 }
 
 /// UTF-16 of either byte order; see the module documentation for how the order is chosen.
@@ -366,5 +390,22 @@ mod tests {
         assert_eq!(decode_user_comment(&bom, false), "猫");
         assert_eq!(decode_user_comment(b"ASCII\0\0\0a cat\0", true), "a cat");
         assert_eq!(decode_user_comment(b"a cat", true), "a cat");
+    }
+
+    #[test]
+    fn user_comment_without_character_code_may_be_utf16() {
+        let text = "a koi pond\nSteps: 18, Seed: 77";
+        for little in [false, true] {
+            let bare = utf16_bytes(text, little)[8..].to_vec();
+            assert_eq!(decode_user_comment(&bare, !little), text, "little={little}");
+            let bom: Vec<u8> = match little {
+                true => [&[0xFF, 0xFE][..], &bare].concat(),
+                false => [&[0xFE, 0xFF][..], &bare].concat(),
+            };
+            assert_eq!(decode_user_comment(&bom, !little), text);
+        }
+        // Text with a stray NUL is still text.
+        assert_eq!(decode_user_comment(b"a cat\0", true), "a cat");
+        assert_eq!(decode_user_comment("chat à".as_bytes(), true), "chat à");
     }
 }

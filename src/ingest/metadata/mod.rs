@@ -9,7 +9,12 @@
 //! - `png`: walks PNG chunks (CRC-checked, size-limited, `IDAT` skipped unread) and decodes
 //!   `tEXt`, `zTXt`, `iTXt` and `eXIf`.
 //! - `a1111`: the AUTOMATIC1111 / Forge / stable-diffusion.cpp `parameters` text, also the
-//!   content of their EXIF `UserComment`. Public as [`parse_a1111_parameters`].
+//!   content of their EXIF `UserComment` and GIF comment. Public as [`parse_a1111_parameters`].
+//! - `a1111_extras`: the structures in its settings (`Hashes`, `Lora hashes`, `TI hashes`,
+//!   `Civitai resources`).
+//! - `infotext`: any prompt written back as A1111 `parameters` text, public as [`to_infotext`].
+//! - `xmp`: Draw Things' XMP packet, read with an XML parser.
+//! - `gif`: a GIF's comment extension (A1111 saves its text there).
 //! - `comfy`, `comfy_ui`: ComfyUI's API-format `prompt` graph and its UI `workflow`;
 //!   `comfy_subgraph` expands the workflow's subgraphs, `comfy_ui_settings` reads its settings.
 //! - `invoke`: InvokeAI `invokeai_metadata`, `sd-metadata` and `Dream`.
@@ -26,7 +31,8 @@
 //!
 //! In a PNG the first convention that yields a prompt wins, in this order: `parameters` (A1111
 //! text, or Fooocus JSON), `invokeai_metadata`, `sd-metadata`, `Dream`, `prompt` (ComfyUI graph,
-//! or plain text), NovelAI's `Description`/`Comment`, ComfyUI's `workflow`, then `eXIf`.
+//! or plain text), NovelAI's `Description`/`Comment`, ComfyUI's `workflow`, Draw Things'
+//! `XML:com.adobe.xmp`, then `eXIf`. A GIF's prompt is its first comment extension.
 //!
 //! - `cap`: holds a prompt to [`MAX_PROMPT_BYTES`](crate::ingest::MAX_PROMPT_BYTES), the limit corpus import uses too.
 //!
@@ -38,6 +44,7 @@
 //! unreadable piece is an [`Error::Input`].
 
 mod a1111;
+mod a1111_extras;
 mod cap;
 mod comfy;
 mod comfy_subgraph;
@@ -45,6 +52,8 @@ mod comfy_ui;
 mod comfy_ui_settings;
 mod exif_data;
 mod generic;
+mod gif;
+mod infotext;
 mod invoke;
 mod novelai;
 mod params;
@@ -53,6 +62,7 @@ mod sidecar;
 mod stealth;
 mod swarm;
 mod text;
+mod xmp;
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek};
@@ -65,6 +75,7 @@ use serde_json::{Map, Value};
 use crate::{Error, Result};
 
 pub use a1111::parse_a1111_parameters;
+pub use infotext::to_infotext;
 
 /// Largest text accepted from one chunk, EXIF block or sidecar (compressed or decompressed).
 /// Real prompts and even large ComfyUI workflows stay far below; more means a broken file.
@@ -100,6 +111,9 @@ pub enum Provenance {
     Sidecar,
     /// An `image,prompt` CSV given to `promptdex index --prompts`.
     LabelFile,
+    /// Draw Things: the XMP packet of a PNG `iTXt "XML:com.adobe.xmp"` (its `exif:UserComment`
+    /// JSON, else its `dc:description` text).
+    DrawThings,
 }
 
 /// A prompt found in (or beside) an image file.
@@ -117,6 +131,11 @@ pub struct EmbeddedPrompt {
     /// Where exactly, e.g. `tEXt "parameters"`, `EXIF UserComment`, the sidecar's file name;
     /// empty for text handed to a parser directly.
     pub location: String,
+    /// The settings line exactly as A1111-style text wrote it (with any extension lines after
+    /// it), for [`to_infotext`] to give that text back unchanged; `None` for the other
+    /// conventions, whose settings [`to_infotext`] writes from `parameters`.
+    #[serde(skip)]
+    pub settings_line: Option<String>,
 }
 
 impl EmbeddedPrompt {
@@ -128,6 +147,7 @@ impl EmbeddedPrompt {
             parameters: Map::new(),
             provenance,
             location: String::new(),
+            settings_line: None,
         }
     }
 
@@ -291,11 +311,11 @@ impl Scan {
 /// Reads the prompt embedded in the image at `path`, or else in its sidecar text file, with
 /// every problem met as a warning.
 ///
-/// The format is found from the content: PNG (text chunks and `eXIf`), JPEG and WebP (EXIF).
-/// Embedded metadata wins over a sidecar. A chunk that is corrupt, over [`MAX_TEXT_BYTES`] or
-/// not the JSON it should be is skipped with a warning naming it; a prompt over
+/// The format is found from the content: PNG (text chunks and `eXIf`), JPEG and WebP (EXIF),
+/// GIF (comment extension). Embedded metadata wins over a sidecar. A chunk that is corrupt,
+/// over [`MAX_TEXT_BYTES`] or not the JSON it should be is skipped with a warning naming it; a prompt over
 /// [`MAX_PROMPT_BYTES`](crate::ingest::MAX_PROMPT_BYTES) is cut at a character boundary with a warning. A file that is not a
-/// PNG, JPEG or WebP gives a warning too (deciding whether it is an image is the pixel
+/// PNG, JPEG, WebP or GIF gives a warning too (deciding whether it is an image is the pixel
 /// decoder's job). The only error: the file cannot be opened ([`Error::Io`]).
 pub fn read_metadata(path: &Path) -> Result<Metadata> {
     let mut scan = Scan::new();
@@ -372,6 +392,7 @@ enum Kind {
     Png,
     Jpeg,
     Webp,
+    Gif,
 }
 
 fn read_image(path: &Path, scan: &mut Scan) -> Result<Option<EmbeddedPrompt>> {
@@ -408,6 +429,7 @@ fn read_from<R: std::io::BufRead + Seek>(
         Ok(Kind::Png) => png::read_png(reader, len, scan).into_prompt(scan),
         Ok(Kind::Jpeg) => exif_data::read_jpeg(reader, scan),
         Ok(Kind::Webp) => exif_data::read_webp(reader, len, scan),
+        Ok(Kind::Gif) => gif::read_gif(reader, scan),
         Err(detail) => {
             scan.ignored("", detail);
             None
@@ -431,6 +453,8 @@ fn sniff(head: &[u8]) -> std::result::Result<Kind, String> {
         Ok(Kind::Jpeg)
     } else if head.len() == 12 && &head[..4] == b"RIFF" && &head[8..12] == b"WEBP" {
         Ok(Kind::Webp)
+    } else if head.starts_with(b"GIF87a") || head.starts_with(b"GIF89a") {
+        Ok(Kind::Gif)
     } else if head
         .iter()
         .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())

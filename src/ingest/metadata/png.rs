@@ -14,7 +14,7 @@ use std::io::{BufRead, Read, Seek};
 use flate2::read::ZlibDecoder;
 
 use super::text::{latin1, latin1_or_utf8};
-use super::{a1111, comfy, comfy_ui, exif_data, generic, invoke, novelai};
+use super::{a1111, comfy, comfy_ui, exif_data, generic, invoke, novelai, xmp};
 use super::{EmbeddedPrompt, Scan, MAX_TEXT_BYTES};
 
 /// The eight bytes every PNG starts with.
@@ -326,6 +326,12 @@ impl PngMetadata {
         if let Some(text) = self.text("workflow") {
             let parsed = comfy_ui::parse_workflow(text, scan);
             if let Some(found) = self.attempt(scan, "workflow", parsed) {
+                return Some(found);
+            }
+        }
+        if let Some(text) = self.text("XML:com.adobe.xmp") {
+            let parsed = xmp::parse_xmp(text);
+            if let Some(found) = self.attempt(scan, "XML:com.adobe.xmp", parsed) {
                 return Some(found);
             }
         }
