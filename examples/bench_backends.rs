@@ -90,7 +90,10 @@ fn main() -> anyhow::Result<()> {
     let (mut overlap, mut first) = (0.0, 0usize);
     for (x, y) in semantic[0].iter().zip(&semantic[1]) {
         let theirs: HashSet<&str> = y.iter().map(|h| h.prompt.as_str()).collect();
-        let shared = x.iter().filter(|h| theirs.contains(h.prompt.as_str())).count();
+        let shared = x
+            .iter()
+            .filter(|h| theirs.contains(h.prompt.as_str()))
+            .count();
         overlap += shared as f64 / x.len().max(1) as f64;
         first += usize::from(x.first().map(|h| &h.prompt) == y.first().map(|h| &h.prompt));
     }

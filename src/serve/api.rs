@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Uri};
 use axum::response::{IntoResponse, Response};
-use image::RgbImage;
+use image::DynamicImage;
 use serde::Serialize;
 use serde_json::json;
 
@@ -20,7 +20,7 @@ use super::query::Query;
 use super::upload::{read_upload, Upload};
 use super::AppState;
 use crate::generate::{Exclude, Generator};
-use crate::ingest::decode_image;
+use crate::ingest::decode_pixels;
 use crate::ingest::read_metadata_bytes;
 use crate::search::{search_by_image, search_prompts, SearchConfig, SearchMode, MAX_K};
 use crate::{Error, Result};
@@ -121,7 +121,7 @@ pub async fn search_image(
             search_by_image(
                 generator.index(),
                 encoder.as_ref(),
-                &image,
+                &image.into_rgb8(),
                 k,
                 generator.config().ef,
             )
@@ -148,11 +148,16 @@ pub async fn generate(
         body,
         None,
         move |generator, upload, image| {
-            use image::ImageFormat::{Jpeg, Png, WebP};
+            use image::ImageFormat::{Gif, Jpeg, Png, WebP};
             // Metadata trouble is a warning in the answer, never a refused upload.
-            let read = (use_metadata && matches!(upload.format, Png | Jpeg | WebP))
+            let mut read = (use_metadata && matches!(upload.format, Png | Jpeg | WebP | Gif))
                 .then(|| read_metadata_bytes(&upload.name, &upload.bytes));
+            if let Some(read) = read.as_mut() {
+                // Stealth text in the pixels when the chunks had none, as `index` reads it.
+                read.fill_from_pixels(Path::new(&upload.name), &image);
+            }
             let embedded = read.as_ref().and_then(|r| r.prompt.clone());
+            let image = image.into_rgb8();
             let mut generated = generator.generate(&image, embedded, &Exclude::none())?;
             if let Some(read) = read {
                 generated.warnings = read.warnings.iter().map(ToString::to_string).collect();
@@ -176,7 +181,7 @@ async fn run_on_upload<T, F>(
 ) -> ApiResult<T>
 where
     T: Send + 'static,
-    F: FnOnce(&Generator, &Upload, RgbImage) -> Result<T> + Send + 'static,
+    F: FnOnce(&Generator, &Upload, DynamicImage) -> Result<T> + Send + 'static,
 {
     let upload = read_upload(headers, body, app.limits.max_upload, app.limits.timeout).await?;
     let generator = generator.unwrap_or_else(|| app.generator());
@@ -184,7 +189,7 @@ where
     let done = app
         .inference
         .run(move || {
-            let image = decode_image(Path::new(&upload.name), &upload.bytes, &limits)?;
+            let image = decode_pixels(Path::new(&upload.name), &upload.bytes, &limits)?;
             work(&generator, &upload, image)
         })
         .await??;

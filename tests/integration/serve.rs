@@ -624,3 +624,20 @@ fn uploads_with_broken_metadata_are_generated_with_a_warning() {
     }
     assert_healthy(&server, "uploads with broken metadata");
 }
+
+/// An upload whose prompt is hidden in its pixels (NovelAI's stealth text) gets that prompt,
+/// as `index` and `generate` read it; `metadata=0` ignores it.
+#[test]
+fn uploads_with_stealth_text_in_their_pixels_answer_with_it() {
+    let server = Server::start(index(), &[]);
+    let png =
+        std::fs::read(common::root().join("tests/fixtures/metadata/novelai_stealth.png")).unwrap();
+    let body = server.post("/api/generate", &png).json();
+    assert_eq!(body["source"], "embedded", "{body}");
+    assert_eq!(
+        body["prompt"], "1girl, red kimono, cherry blossoms, night",
+        "{body}"
+    );
+    let ignored = server.post("/api/generate?metadata=0", &png).json();
+    assert_eq!(ignored["source"], "ensemble", "{ignored}");
+}
