@@ -8,6 +8,7 @@
 
 mod common;
 
+mod backends;
 mod blip;
 mod browser;
 mod cli;
@@ -21,6 +22,7 @@ mod hardening;
 mod images;
 mod metadata;
 mod metadata_trouble;
+mod milvus;
 mod minilm;
 mod models;
 mod report;
