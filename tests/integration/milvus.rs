@@ -18,7 +18,7 @@ use promptdex::ingest::{load_image, DecodeLimits};
 use promptdex::models::load::load_image_encoder_from;
 use promptdex::models::TextEmbedder;
 use promptdex::search::{search_by_image, search_prompts, SearchConfig, SearchMode};
-use promptdex::store::{open_reader, open_writer, dot, ImageModel, Location, Manifest, Space};
+use promptdex::store::{dot, open_reader, open_writer, ImageModel, Location, Manifest, Space};
 
 /// Progress nobody reads.
 struct Quiet;
@@ -110,7 +110,10 @@ fn milvus_import_is_idempotent_and_searchable() {
                 assert!(hits[0].score > 0.99, "{}", hits[0].score);
             }
             let scores: Vec<f32> = hits.iter().map(|h| h.score).collect();
-            assert!(scores.iter().all(|s| *s > 0.0), "{mode:?} scores {scores:?}");
+            assert!(
+                scores.iter().all(|s| *s > 0.0),
+                "{mode:?} scores {scores:?}"
+            );
         }
     }
 
@@ -122,7 +125,11 @@ fn milvus_import_is_idempotent_and_searchable() {
         .unwrap();
     for record in records {
         let record = record.expect("a BM25 hit is a live record");
-        assert!(record.prompt.to_lowercase().contains("castle"), "{}", record.prompt);
+        assert!(
+            record.prompt.to_lowercase().contains("castle"),
+            "{}",
+            record.prompt
+        );
         assert_eq!(record.metadata["kind"], "prompt");
     }
     assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
@@ -149,14 +156,23 @@ fn milvus_refuses_an_index_of_another_model() {
     import(&url, 20, tmp.path());
     let mut other = manifest();
     other.text_model_sha256 = "0".repeat(64);
-    let err = open_writer(&location(&url), &other, None).err().unwrap().to_string();
+    let err = open_writer(&location(&url), &other, None)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("built with text model"), "{err}");
     assert!(err.contains(url.trim_start_matches("milvus://")), "{err}");
-    let err = open_reader(&location(&url), Some(&other)).err().unwrap().to_string();
+    let err = open_reader(&location(&url), Some(&other))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("built with text model"), "{err}");
 
     let missing = index_url("never_made");
-    let err = open_reader(&location(&missing), None).err().unwrap().to_string();
+    let err = open_reader(&location(&missing), None)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("no index here"), "{err}");
 }
 
@@ -169,12 +185,28 @@ fn milvus_unreachable_server_fails_fast_naming_the_url() {
         .port();
     let url = format!("milvus://127.0.0.1:{port}/nobody?token=secret");
     let clock = Instant::now();
-    let err = open_reader(&location(&url), None).err().unwrap().to_string();
-    assert!(clock.elapsed() < Duration::from_secs(12), "{:?}", clock.elapsed());
-    assert!(err.contains(&format!("milvus://127.0.0.1:{port}/nobody")), "{err}");
+    let err = open_reader(&location(&url), None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        clock.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        clock.elapsed()
+    );
+    assert!(
+        err.contains(&format!("milvus://127.0.0.1:{port}/nobody")),
+        "{err}"
+    );
     assert!(err.contains("cannot reach"), "{err}");
-    assert!(!err.contains("secret"), "the token stays out of messages: {err}");
-    let err = open_writer(&location(&url), &manifest(), None).err().unwrap().to_string();
+    assert!(
+        !err.contains("secret"),
+        "the token stays out of messages: {err}"
+    );
+    let err = open_writer(&location(&url), &manifest(), None)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("cannot reach"), "{err}");
 }
 
@@ -185,10 +217,17 @@ fn image_folder(dest: &Path) -> Vec<std::path::PathBuf> {
     for (set, name) in [
         ("sdcpp_lovely_cat", "f32.png"),
         ("sdcpp_lovely_cat", "cat_with_sd_cpp_42.png"),
-        ("diffusiondb_samples", "0149b02d-2714-4bbd-af23-22d9b85f928e.png"),
+        (
+            "diffusiondb_samples",
+            "0149b02d-2714-4bbd-af23-22d9b85f928e.png",
+        ),
         ("kaggle_sample", "227ef0887.png"),
     ] {
-        let from = common::data_dir().join("eval").join(set).join("images").join(name);
+        let from = common::data_dir()
+            .join("eval")
+            .join(set)
+            .join("images")
+            .join(name);
         std::fs::copy(from, dest.join(name)).unwrap();
         files.push(dest.join(name));
     }
@@ -230,7 +269,10 @@ fn milvus_images_find_themselves_and_vanish() {
 
     let reader = open_reader(&location(&url), None).unwrap();
     let stats = reader.stats().unwrap();
-    assert_eq!(stats.images, 4, "two files with the same bytes are one record: {stats:?}");
+    assert_eq!(
+        stats.images, 4,
+        "two files with the same bytes are one record: {stats:?}"
+    );
     assert!(reader.has_vectors(Space::Images) && reader.has_vectors(Space::Aligned));
     assert!(stats.aligned >= 50, "{stats:?}");
     for file in &files {
@@ -243,11 +285,17 @@ fn milvus_images_find_themselves_and_vanish() {
             .to_string_lossy()
             .into_owned();
         let own = file.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(name == own || (own == "f32.png" && name == "copy_of_f32.png"), "{name} for {own}");
+        assert!(
+            name == own || (own == "f32.png" && name == "copy_of_f32.png"),
+            "{name} for {own}"
+        );
         assert!(!found.prompts.is_empty(), "cross-modal prompts for {own}");
     }
     let query = text.embed(&["a cat"]).unwrap().remove(0);
-    assert!(!reader.nearest(Space::Aligned, &query, 5, 64).unwrap().is_empty());
+    assert!(!reader
+        .nearest(Space::Aligned, &query, 5, 64)
+        .unwrap()
+        .is_empty());
     drop(reader);
 
     // A vanished file is withdrawn; the copy keeps the shared record alive until it goes too.

@@ -14,9 +14,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use milvus::v2::prelude::{
-    ClientV2, ConnectConfig, ConsistencyLevel, DeleteRequest, FlushRequest,
-    HasCollectionRequest, Ids, InsertRequest, QueryCursor, QueryCursorPk, QueryIteratorRequest,
-    QueryRequest, RetryConfig, TelemetryConfig, UpsertRequest,
+    ClientV2, ConnectConfig, ConsistencyLevel, DeleteRequest, FlushRequest, HasCollectionRequest,
+    Ids, InsertRequest, QueryCursor, QueryCursorPk, QueryIteratorRequest, QueryRequest,
+    RetryConfig, TelemetryConfig, UpsertRequest,
 };
 use serde_json::{Map, Value};
 
@@ -78,9 +78,7 @@ impl Milvus {
         let connecting = async move {
             tokio::time::timeout(CONNECT_TIMEOUT * 2, ClientV2::new(&config))
                 .await
-                .unwrap_or_else(|_| {
-                    Err(milvus::v2::error::Error::Timeout("connecting".into()))
-                })
+                .unwrap_or_else(|_| Err(milvus::v2::error::Error::Timeout("connecting".into())))
         };
         let client =
             block_on(&runtime, connecting).map_err(|e| connect_error(url, &location, &e))?;
@@ -197,9 +195,10 @@ impl Milvus {
                 .insert(insert)
                 .build()
                 .map_err(|e| self.fail(e.to_string()))?;
-            self.block(&format!("writing {} rows to {collection}", page.len()), async {
-                self.client.upsert(request).await.map(|_| ())
-            })?;
+            self.block(
+                &format!("writing {} rows to {collection}", page.len()),
+                async { self.client.upsert(request).await.map(|_| ()) },
+            )?;
         }
         Ok(())
     }
@@ -237,7 +236,9 @@ impl Milvus {
             .consistency_level(self.consistency)
             .build()
             .map_err(|e| self.fail(e.to_string()))?;
-        let mut request = QueryIteratorRequest::builder().query(query).batch_size(PAGE);
+        let mut request = QueryIteratorRequest::builder()
+            .query(query)
+            .batch_size(PAGE);
         if let Some(key) = after {
             request = request.cursor(QueryCursor::int64(0, key));
         }
@@ -293,31 +294,32 @@ where
     if tokio::runtime::Handle::try_current().is_err() {
         return runtime.block_on(future);
     }
-    std::thread::scope(|scope| {
-        match scope.spawn(|| runtime.block_on(future)).join() {
+    std::thread::scope(
+        |scope| match scope.spawn(|| runtime.block_on(future)).join() {
             Ok(output) => output,
             Err(panic) => std::panic::resume_unwind(panic),
-        }
-    })
+        },
+    )
 }
 
 /// The message for a failed connection: unreachable, or the token refused.
 fn connect_error(url: &MilvusUrl, location: &Location, e: &milvus::v2::error::Error) -> Error {
     let text = describe(e);
     let lower = text.to_lowercase();
-    let detail = if lower.contains("auth") || lower.contains("credential") || lower.contains("token") {
-        format!(
+    let detail =
+        if lower.contains("auth") || lower.contains("credential") || lower.contains("token") {
+            format!(
             "the server at {}:{} refused the credentials (check ?token= or MILVUS_TOKEN): {text}",
             url.host, url.port
         )
-    } else {
-        format!(
-            "cannot reach a Milvus server at {}:{} within {} s: {text}",
-            url.host,
-            url.port,
-            CONNECT_TIMEOUT.as_secs()
-        )
-    };
+        } else {
+            format!(
+                "cannot reach a Milvus server at {}:{} within {} s: {text}",
+                url.host,
+                url.port,
+                CONNECT_TIMEOUT.as_secs()
+            )
+        };
     Error::index(location.path(), detail)
 }
 

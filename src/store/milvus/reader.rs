@@ -56,7 +56,12 @@ impl MilvusReader {
             manifest.check_compatible(m.path(), expected)?;
         }
         schema::load(&m, &names.records)?;
-        let mut spaces = [!m.query(&names.records, WITH_TEXT, &[ID], Some(1))?.is_empty(), false, false];
+        let mut spaces = [
+            !m.query(&names.records, WITH_TEXT, &[ID], Some(1))?
+                .is_empty(),
+            false,
+            false,
+        ];
         if let Some(model) = &manifest.image_model {
             spaces[1] = any_row(&m, &names.images)?;
             spaces[2] = model.text_aligned && any_row(&m, &names.aligned)?;
@@ -184,7 +189,14 @@ impl IndexRead for MilvusReader {
     /// returned as their magnitude. Records whose prompt is the query come first.
     fn bm25(&self, query: &str, k: usize) -> Result<Vec<TextHit>> {
         let vectors = SearchVectors::EmbeddedText(vec![query.into()]);
-        let hits = self.search((&self.names.records, SPARSE), vectors, "", k, None, &[PROMPT])?;
+        let hits = self.search(
+            (&self.names.records, SPARSE),
+            vectors,
+            "",
+            k,
+            None,
+            &[PROMPT],
+        )?;
         let key = dedup_key(query);
         let (mut exact, rest): (Vec<TextHit>, Vec<TextHit>) = hits
             .iter()
@@ -307,7 +319,10 @@ impl IndexRead for MilvusReader {
         let keys: Vec<i64> = ids.iter().map(|&id| to_key(id)).collect();
         for page in keys.chunks(PAGE) {
             let filter = in_filter(ID, page);
-            for row in self.m.query(&self.names.records, &filter, &[ID, RECORD], None)? {
+            for row in self
+                .m
+                .query(&self.names.records, &filter, &[ID, RECORD], None)?
+            {
                 let key = rows::key(&row).map_err(|e| self.m.fail(e))?;
                 found.insert(key, stored(&row).map_err(|e| self.m.fail(e))?);
             }

@@ -105,7 +105,10 @@ fn vector_field(name: &str, dim: usize) -> FieldSchema {
 fn hnsw(field: &str, params: &HnswParams) -> IndexParam {
     let extra = HashMap::from([
         ("M".to_string(), params.max_connections.to_string()),
-        ("efConstruction".to_string(), params.ef_construction.to_string()),
+        (
+            "efConstruction".to_string(),
+            params.ef_construction.to_string(),
+        ),
     ]);
     IndexParam::new()
         .field_name(field)

@@ -18,8 +18,8 @@ use super::schema::{
     self, Names, HAS_TEXT, ID, KIND, MTIME, PATH, PROMPT, RECORD, SIZE, TEXT, UNUSED, VECTOR,
 };
 use crate::store::{
-    path_from_key, AlignBatch, ImageModel, ImageRecord, IndexWrite, Location, Manifest,
-    MilvusUrl, NewImage, NewPrompt, Record, SyncReport,
+    path_from_key, AlignBatch, ImageModel, ImageRecord, IndexWrite, Location, Manifest, MilvusUrl,
+    NewImage, NewPrompt, Record, SyncReport,
 };
 use crate::Result;
 
@@ -90,7 +90,10 @@ impl MilvusWriter {
     fn existing(&self, collection: &str, field: &str, keys: &[i64]) -> Result<HashSet<i64>> {
         let mut found = HashSet::new();
         for page in keys.chunks(PAGE) {
-            for row in self.m.query(collection, &in_filter(field, page), &[ID, field], None)? {
+            for row in self
+                .m
+                .query(collection, &in_filter(field, page), &[ID, field], None)?
+            {
                 if let Some(key) = row.get(field).and_then(Value::as_i64) {
                     found.insert(key);
                 }
@@ -104,7 +107,10 @@ impl MilvusWriter {
         if vectors.is_empty() {
             return Ok(());
         }
-        let mut sum = self.sum.lock().map_err(|_| self.m.fail("a writer thread panicked"))?;
+        let mut sum = self
+            .sum
+            .lock()
+            .map_err(|_| self.m.fail("a writer thread panicked"))?;
         for v in vectors {
             sum.add(v);
         }
@@ -117,7 +123,11 @@ impl MilvusWriter {
             return Ok(());
         }
         let referenced = self.existing(&self.names.paths, RECORD, keys)?;
-        let orphans: Vec<i64> = keys.iter().copied().filter(|k| !referenced.contains(k)).collect();
+        let orphans: Vec<i64> = keys
+            .iter()
+            .copied()
+            .filter(|k| !referenced.contains(k))
+            .collect();
         if orphans.is_empty() {
             return Ok(());
         }
@@ -162,7 +172,10 @@ impl IndexWrite for MilvusWriter {
 
     fn contains_prompt(&self, key: &[u8; 32]) -> Result<bool> {
         let filter = format!("{ID} == {}", prompt_key(key));
-        Ok(!self.m.query(&self.names.records, &filter, &[ID], Some(1))?.is_empty())
+        Ok(!self
+            .m
+            .query(&self.names.records, &filter, &[ID], Some(1))?
+            .is_empty())
     }
 
     /// Asks which keys are stored, then upserts the others (a batch's repeats once).
@@ -176,7 +189,12 @@ impl IndexWrite for MilvusWriter {
                 continue;
             }
             let record = Record::Prompt(prompt.record.clone());
-            rows.push(record_row(*key, &record, Some(&prompt.vector), self.manifest.dim)?);
+            rows.push(record_row(
+                *key,
+                &record,
+                Some(&prompt.vector),
+                self.manifest.dim,
+            )?);
             vectors.push(&prompt.vector);
         }
         let added = rows.len();
@@ -187,7 +205,10 @@ impl IndexWrite for MilvusWriter {
 
     fn has_images(&self) -> Result<bool> {
         let filter = format!("{KIND} == \"image\"");
-        Ok(!self.m.query(&self.names.records, &filter, &[ID], Some(1))?.is_empty())
+        Ok(!self
+            .m
+            .query(&self.names.records, &filter, &[ID], Some(1))?
+            .is_empty())
     }
 
     fn set_image_model(&mut self, model: &ImageModel) -> Result<()> {
@@ -207,16 +228,28 @@ impl IndexWrite for MilvusWriter {
     fn image_by_path(&self, path_key: &[u8]) -> Result<Option<(u64, ImageRecord)>> {
         let filter = format!("{ID} == {}", path_row_key(path_key));
         let fields = [ID, PATH, RECORD, SIZE, MTIME];
-        let Some(row) = self.m.query(&self.names.paths, &filter, &fields, Some(1))?.pop() else {
+        let Some(row) = self
+            .m
+            .query(&self.names.paths, &filter, &fields, Some(1))?
+            .pop()
+        else {
             return Ok(None);
         };
         if row.get(PATH).and_then(Value::as_str) != Some(hex::encode(path_key).as_str()) {
             return Ok(None);
         }
         let Some(key) = row.get(RECORD).and_then(Value::as_i64) else {
-            return Err(self.m.fail(format!("{}: a path row without its record", self.names.paths)));
+            return Err(self.m.fail(format!(
+                "{}: a path row without its record",
+                self.names.paths
+            )));
         };
-        let found = self.m.query(&self.names.records, &format!("{ID} == {key}"), &[ID, RECORD], Some(1))?;
+        let found = self.m.query(
+            &self.names.records,
+            &format!("{ID} == {key}"),
+            &[ID, RECORD],
+            Some(1),
+        )?;
         let Some(record) = found.first() else {
             return Ok(None);
         };
@@ -235,27 +268,43 @@ impl IndexWrite for MilvusWriter {
     fn image_paths(&self) -> Result<Vec<(Vec<u8>, u64)>> {
         let mut paths = Vec::new();
         let fail = |e: String| self.m.fail(e);
-        self.m.scan(&self.names.paths, "", &[ID, PATH, RECORD], None, &mut |page| {
-            for row in page {
-                let path = row.get(PATH).and_then(Value::as_str).unwrap_or("");
-                let bytes = hex::decode(path).map_err(|e| fail(format!("a damaged path: {e}")))?;
-                let record = row.get(RECORD).and_then(Value::as_i64).unwrap_or(0);
-                paths.push((bytes, to_id(record)));
-            }
-            Ok(true)
-        })?;
+        self.m.scan(
+            &self.names.paths,
+            "",
+            &[ID, PATH, RECORD],
+            None,
+            &mut |page| {
+                for row in page {
+                    let path = row.get(PATH).and_then(Value::as_str).unwrap_or("");
+                    let bytes =
+                        hex::decode(path).map_err(|e| fail(format!("a damaged path: {e}")))?;
+                    let record = row.get(RECORD).and_then(Value::as_i64).unwrap_or(0);
+                    paths.push((bytes, to_id(record)));
+                }
+                Ok(true)
+            },
+        )?;
         Ok(paths)
     }
 
     /// Upserts the records (keyed by content), their image vectors and their paths; a path
     /// that named another record before leaves that record withdrawn once no path names it.
     fn add_images(&self, images: &[NewImage]) -> Result<Vec<u64>> {
-        let keys: Vec<i64> = images.iter().map(|i| image_key(&i.record.content_hash)).collect();
+        let keys: Vec<i64> = images
+            .iter()
+            .map(|i| image_key(&i.record.content_hash))
+            .collect();
         let path_keys: Vec<i64> = images.iter().map(|i| path_row_key(&i.path_key)).collect();
         let mut before: HashMap<i64, i64> = HashMap::new();
         for page in path_keys.chunks(PAGE) {
-            for row in self.m.query(&self.names.paths, &in_filter(ID, page), &[ID, RECORD], None)? {
-                if let (Some(path), Some(record)) = (row.get(ID).and_then(Value::as_i64), row.get(RECORD).and_then(Value::as_i64)) {
+            for row in self
+                .m
+                .query(&self.names.paths, &in_filter(ID, page), &[ID, RECORD], None)?
+            {
+                if let (Some(path), Some(record)) = (
+                    row.get(ID).and_then(Value::as_i64),
+                    row.get(RECORD).and_then(Value::as_i64),
+                ) {
                     before.insert(path, record);
                 }
             }
@@ -273,8 +322,10 @@ impl IndexWrite for MilvusWriter {
             vectors.insert(*key, json!({ID: *key, VECTOR: image.image_vector}));
             paths.push(path_row(&image.path_key, *key, &image.record));
         }
-        self.m.upsert(&self.names.records, records.into_values().collect())?;
-        self.m.upsert(&self.names.images, vectors.into_values().collect())?;
+        self.m
+            .upsert(&self.names.records, records.into_values().collect())?;
+        self.m
+            .upsert(&self.names.images, vectors.into_values().collect())?;
         self.m.upsert(&self.names.paths, paths)?;
         self.sum_add(&sums)?;
         let replaced: Vec<i64> = path_keys
@@ -291,20 +342,32 @@ impl IndexWrite for MilvusWriter {
     fn update_image(&self, id: u64, record: &ImageRecord, path_key: &[u8]) -> Result<()> {
         let key = to_key(id);
         if record.missing {
-            self.m.delete(&self.names.paths, &[path_row_key(path_key)])?;
+            self.m
+                .delete(&self.names.paths, &[path_row_key(path_key)])?;
             return self.withdraw_orphans(&[key]);
         }
-        self.m.upsert(&self.names.paths, vec![path_row(path_key, key, record)])
+        self.m
+            .upsert(&self.names.paths, vec![path_row(path_key, key, record)])
     }
 
     fn stored_vectors(&self, id: u64) -> Result<(Option<Vec<f32>>, Option<Vec<f32>>)> {
         let filter = format!("{ID} == {}", to_key(id));
-        let text = match self.m.query(&self.names.records, &filter, &[ID, TEXT, HAS_TEXT], Some(1))?.pop() {
-            Some(row) if rows::has_text(&row) => Some(rows::vector(&row, TEXT).map_err(|e| self.m.fail(e))?),
+        let text = match self
+            .m
+            .query(&self.names.records, &filter, &[ID, TEXT, HAS_TEXT], Some(1))?
+            .pop()
+        {
+            Some(row) if rows::has_text(&row) => {
+                Some(rows::vector(&row, TEXT).map_err(|e| self.m.fail(e))?)
+            }
             _ => None,
         };
         let image = match self.has_collection_for_images()? {
-            true => match self.m.query(&self.names.images, &filter, &[ID, VECTOR], Some(1))?.pop() {
+            true => match self
+                .m
+                .query(&self.names.images, &filter, &[ID, VECTOR], Some(1))?
+                .pop()
+            {
                 Some(row) => Some(rows::vector(&row, VECTOR).map_err(|e| self.m.fail(e))?),
                 None => None,
             },
@@ -317,31 +380,44 @@ impl IndexWrite for MilvusWriter {
     /// batch ended, skipping those the aligned collection holds. A new writer starts from
     /// the first key (records aligned already are skipped by one query per page).
     fn unaligned(&self, limit: usize) -> Result<AlignBatch> {
-        let mut cursor = self.align.lock().map_err(|_| self.m.fail("a writer thread panicked"))?;
+        let mut cursor = self
+            .align
+            .lock()
+            .map_err(|_| self.m.fail("a writer thread panicked"))?;
         let mut batch = AlignBatch::default();
         let mut reached = cursor.committed;
         let mut full = false;
         let aligned = self.m.has_collection(&self.names.aligned)?;
         let fail = |e: String| self.m.fail(e);
-        self.m.scan(&self.names.records, WITH_TEXT, &[ID, PROMPT], cursor.committed, &mut |page| {
-            let keys = page.iter().map(rows::key).collect::<std::result::Result<Vec<i64>, String>>().map_err(fail)?;
-            let done = match aligned {
-                true => self.existing(&self.names.aligned, ID, &keys)?,
-                false => HashSet::new(),
-            };
-            for (row, key) in page.iter().zip(keys) {
-                if batch.prompts.len() == limit.max(1) {
-                    full = true;
-                    return Ok(false);
+        self.m.scan(
+            &self.names.records,
+            WITH_TEXT,
+            &[ID, PROMPT],
+            cursor.committed,
+            &mut |page| {
+                let keys = page
+                    .iter()
+                    .map(rows::key)
+                    .collect::<std::result::Result<Vec<i64>, String>>()
+                    .map_err(fail)?;
+                let done = match aligned {
+                    true => self.existing(&self.names.aligned, ID, &keys)?,
+                    false => HashSet::new(),
+                };
+                for (row, key) in page.iter().zip(keys) {
+                    if batch.prompts.len() == limit.max(1) {
+                        full = true;
+                        return Ok(false);
+                    }
+                    reached = Some(key);
+                    let prompt = rows::prompt(row);
+                    if !done.contains(&key) && !prompt.is_empty() {
+                        batch.prompts.push((to_id(key), prompt.to_string()));
+                    }
                 }
-                reached = Some(key);
-                let prompt = rows::prompt(row);
-                if !done.contains(&key) && !prompt.is_empty() {
-                    batch.prompts.push((to_id(key), prompt.to_string()));
-                }
-            }
-            Ok(true)
-        })?;
+                Ok(true)
+            },
+        )?;
         cursor.pending = reached;
         batch.upto = reached.map_or(0, to_id);
         batch.last = !full;
@@ -359,7 +435,10 @@ impl IndexWrite for MilvusWriter {
         if !rows.is_empty() {
             self.m.upsert(&self.names.aligned, rows)?;
         }
-        let mut cursor = self.align.lock().map_err(|_| self.m.fail("a writer thread panicked"))?;
+        let mut cursor = self
+            .align
+            .lock()
+            .map_err(|_| self.m.fail("a writer thread panicked"))?;
         cursor.committed = cursor.pending;
         Ok(())
     }
@@ -376,7 +455,11 @@ impl IndexWrite for MilvusWriter {
 
     /// Flushes every collection of the index (the server indexes in the background).
     fn sync(&self, progress: &mut dyn FnMut(&str)) -> Result<SyncReport> {
-        let mut collections = vec![self.names.records.clone(), self.names.paths.clone(), self.names.manifest.clone()];
+        let mut collections = vec![
+            self.names.records.clone(),
+            self.names.paths.clone(),
+            self.names.manifest.clone(),
+        ];
         for name in [&self.names.images, &self.names.aligned] {
             if self.m.has_collection(name)? {
                 collections.push(name.clone());
