@@ -48,7 +48,13 @@ fn run_json(args: &[&str], cwd: &Path) -> Value {
 }
 
 fn import(corpus: &Path, index: &str, extra: &[&str], cwd: &Path) -> Value {
-    let mut args = vec!["import", corpus.to_str().unwrap(), "--index", index, "--json"];
+    let mut args = vec![
+        "import",
+        corpus.to_str().unwrap(),
+        "--index",
+        index,
+        "--json",
+    ];
     args.extend_from_slice(extra);
     run_json(&args, cwd)
 }
@@ -84,7 +90,11 @@ fn importing_again_adds_nothing_and_stats_count_every_record_once() {
         assert!(added > 300, "{first}");
         let again = import(&corpus, &index, &[], tmp);
         assert_eq!(again["added"], 0, "{again}");
-        assert_eq!(again["duplicates"].as_u64().unwrap(), 400 - first["rejected"].as_u64().unwrap(), "{again}");
+        assert_eq!(
+            again["duplicates"].as_u64().unwrap(),
+            400 - first["rejected"].as_u64().unwrap(),
+            "{again}"
+        );
         let stats = run_json(&["stats", "--index", &index, "--json"], tmp);
         assert_eq!(stats["records"].as_u64(), Some(added), "{stats}");
         assert_eq!(stats["prompts"].as_u64(), Some(added), "{stats}");
@@ -102,13 +112,22 @@ fn the_exact_prompt_comes_first_in_hybrid_search() {
         import(&corpus, &index, &[], tmp);
         let (prompts, _) = prompts_of(&index);
         for query in prompts.iter().step_by(25) {
-            let hits = run_json(&["search", query, "--index", &index, "-k", "5", "--json"], tmp);
-            assert_eq!(hits[0]["prompt"].as_str(), Some(query.as_str()), "{hits}");
-            let semantic = run_json(
-                &["search", query, "--index", &index, "-k", "5", "--mode", "semantic", "--json"],
+            let hits = run_json(
+                &["search", query, "--index", &index, "-k", "5", "--json"],
                 tmp,
             );
-            assert_eq!(semantic[0]["prompt"].as_str(), Some(query.as_str()), "{semantic}");
+            assert_eq!(hits[0]["prompt"].as_str(), Some(query.as_str()), "{hits}");
+            let semantic = run_json(
+                &[
+                    "search", query, "--index", &index, "-k", "5", "--mode", "semantic", "--json",
+                ],
+                tmp,
+            );
+            assert_eq!(
+                semantic[0]["prompt"].as_str(),
+                Some(query.as_str()),
+                "{semantic}"
+            );
         }
     });
 }
@@ -119,13 +138,25 @@ fn an_image_search_finds_the_image_itself() {
         let photos = photos_dir();
         let index = backend.index(tmp, "images");
         let report = run_json(
-            &["index", photos.to_str().unwrap(), "--index", &index, "--json"],
+            &[
+                "index",
+                photos.to_str().unwrap(),
+                "--index",
+                &index,
+                "--json",
+            ],
             tmp,
         );
         let added = report["added"].as_u64().unwrap();
         assert!(added >= 4, "{report}");
         let again = run_json(
-            &["index", photos.to_str().unwrap(), "--index", &index, "--json"],
+            &[
+                "index",
+                photos.to_str().unwrap(),
+                "--index",
+                &index,
+                "--json",
+            ],
             tmp,
         );
         assert_eq!(again["added"], 0, "{again}");
@@ -136,7 +167,16 @@ fn an_image_search_finds_the_image_itself() {
                 continue;
             }
             let found = run_json(
-                &["search", "--image", path.to_str().unwrap(), "--index", &index, "-k", "3", "--json"],
+                &[
+                    "search",
+                    "--image",
+                    path.to_str().unwrap(),
+                    "--index",
+                    &index,
+                    "-k",
+                    "3",
+                    "--json",
+                ],
                 tmp,
             );
             let first = &found["images"][0];
@@ -160,9 +200,18 @@ fn an_index_built_with_another_text_model_is_refused_by_name() {
         import(&corpus, &index, &[], tmp);
         let location: Location = index.parse().unwrap();
         let other = Manifest::new("e5-small-v2", &"ab".repeat(32), 384);
-        let err = open_writer(&location, &other, None).err().expect("refused").to_string();
-        assert!(err.contains("all-minilm-l6-v2") && err.contains("e5-small-v2"), "{err}");
-        let err = open_reader(&location, Some(&other)).err().expect("refused").to_string();
+        let err = open_writer(&location, &other, None)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            err.contains("all-minilm-l6-v2") && err.contains("e5-small-v2"),
+            "{err}"
+        );
+        let err = open_reader(&location, Some(&other))
+            .err()
+            .expect("refused")
+            .to_string();
         assert!(err.contains("e5-small-v2"), "{err}");
     });
 }
@@ -181,7 +230,9 @@ fn a_shard_worker_killed_mid_run_and_rerun_leaves_the_exact_record_set() {
         let expected = reference_set(&corpus, tmp);
         let index = backend.index(tmp, "killed");
         let path = corpus.to_str().unwrap();
-        let base = ["import", path, "--index", &index, "--chunk", "64", "--shard"];
+        let base = [
+            "import", path, "--index", &index, "--chunk", "64", "--shard",
+        ];
         let one: Vec<&str> = base.iter().copied().chain(["1/2"]).collect();
         let kills = common::kill_until_done(&one, 1500, 400);
         assert!(kills >= 1, "the worker was never killed mid-run");
@@ -206,7 +257,9 @@ fn two_workers_of_the_same_and_of_other_shards_at_once_store_every_record_once()
             .iter()
             .map(|shard| {
                 Command::new(env!("CARGO_BIN_EXE_promptdex"))
-                    .args(["import", path, "--index", &index, "--chunk", "128", "--shard", shard])
+                    .args([
+                        "import", path, "--index", &index, "--chunk", "128", "--shard", shard,
+                    ])
                     .env("PROMPTDEX_MODELS", models_dir())
                     .stdout(Stdio::null())
                     .stderr(Stdio::piped())
@@ -216,7 +269,11 @@ fn two_workers_of_the_same_and_of_other_shards_at_once_store_every_record_once()
             .collect();
         for worker in workers {
             let out = worker.wait_with_output().unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let (set, count) = prompts_of(&index);
         assert_eq!(count, set.len(), "a prompt is stored twice");
@@ -231,12 +288,22 @@ fn bad_shards_are_refused_plainly() {
     let index = tmp.path().join("index");
     for bad in ["3/2", "0/2", "1/0", "x"] {
         let out = promptdex(
-            &["import", corpus.to_str().unwrap(), "--index", index.to_str().unwrap(), "--shard", bad],
+            &[
+                "import",
+                corpus.to_str().unwrap(),
+                "--index",
+                index.to_str().unwrap(),
+                "--shard",
+                bad,
+            ],
             tmp.path(),
         );
         assert!(!out.status.success(), "{bad} accepted");
         let err = stderr(&out);
-        assert!(err.contains("--shard") && !err.contains("panicked"), "{bad}: {err}");
+        assert!(
+            err.contains("--shard") && !err.contains("panicked"),
+            "{bad}: {err}"
+        );
     }
     assert!(!index.exists(), "a refused run created the index");
 }

@@ -8,6 +8,8 @@
 
 mod common;
 
+mod backends;
+mod backends;
 mod blip;
 mod browser;
 mod cli;
@@ -27,6 +29,7 @@ mod metadata_a1111;
 mod metadata_comfy;
 mod metadata_formats;
 mod metadata_trouble;
+mod milvus;
 mod minilm;
 mod models;
 mod report;

@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: real models, real data, the real binary.
 
 pub mod cdp;
+pub mod milvus;
 pub mod png;
 pub mod server;
 
