@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use milvus::v2::prelude::{
     ClientV2, ConnectConfig, ConsistencyLevel, DeleteRequest, FlushRequest, HasCollectionRequest,
-    Ids, InsertRequest, QueryRequest, RetryConfig, TelemetryConfig, UpsertRequest,
+    InsertRequest, QueryRequest, RetryConfig, TelemetryConfig, UpsertRequest,
 };
 use serde_json::{Map, Value};
 
@@ -207,7 +207,7 @@ impl Milvus {
         for page in keys.chunks(PAGE) {
             let request = DeleteRequest::builder()
                 .collection_name(collection)
-                .ids(Ids::Int64(page.to_vec()))
+                .filter(super::keys::in_filter("id", page))
                 .build()
                 .map_err(|e| self.fail(e.to_string()))?;
             self.block(&format!("deleting from {collection}"), async {
