@@ -15,8 +15,7 @@ use std::time::Duration;
 
 use milvus::v2::prelude::{
     ClientV2, ConnectConfig, ConsistencyLevel, DeleteRequest, FlushRequest, HasCollectionRequest,
-    Ids, InsertRequest, QueryCursor, QueryCursorPk, QueryIteratorRequest, QueryRequest,
-    RetryConfig, TelemetryConfig, UpsertRequest,
+    InsertRequest, QueryRequest, RetryConfig, TelemetryConfig, UpsertRequest,
 };
 use serde_json::{Map, Value};
 
@@ -208,7 +207,7 @@ impl Milvus {
         for page in keys.chunks(PAGE) {
             let request = DeleteRequest::builder()
                 .collection_name(collection)
-                .ids(Ids::Int64(page.to_vec()))
+                .filter(super::keys::in_filter("id", page))
                 .build()
                 .map_err(|e| self.fail(e.to_string()))?;
             self.block(&format!("deleting from {collection}"), async {
@@ -229,44 +228,49 @@ impl Milvus {
         after: Option<i64>,
         page: &mut dyn FnMut(Vec<Row>) -> Result<bool>,
     ) -> Result<Option<i64>> {
-        let query = QueryRequest::builder()
-            .collection_name(collection)
-            .filter(filter)
-            .output_fields(fields.iter().copied())
-            .consistency_level(self.consistency)
-            .build()
-            .map_err(|e| self.fail(e.to_string()))?;
-        let mut request = QueryIteratorRequest::builder()
-            .query(query)
-            .batch_size(PAGE);
-        if let Some(key) = after {
-            request = request.cursor(QueryCursor::int64(0, key));
-        }
-        let request = request.build().map_err(|e| self.fail(e.to_string()))?;
-        let what = format!("reading {collection}");
-        let mut rows = self.block(&what, async { self.client.query_iterator(request).await })?;
+        // Pages by primary key (`id > last`, `iterator=true`: the server returns the
+        // smallest keys first). The SDK's query iterator needs a collection id milvus-lite
+        // does not report.
         let mut last = after;
         loop {
-            let next = self.block(&what, async {
-                match rows.next().await? {
-                    Some(response) => response
-                        .results()
-                        .rows()?
-                        .map(|row| row.to_entity_row())
-                        .collect::<milvus::v2::error::Result<Vec<Row>>>()
-                        .map(Some),
-                    None => Ok(None),
-                }
-            })?;
-            let Some(batch) = next else {
-                return Ok(last);
-            };
-            if let Some(cursor) = rows.cursor() {
-                if let QueryCursorPk::Int64(key) = cursor.get_pk() {
-                    last = Some(*key);
-                }
+            let mut clauses: Vec<String> = Vec::new();
+            if let Some(key) = last {
+                clauses.push(format!("id > {key}"));
             }
-            if batch.is_empty() || !page(batch)? {
+            if !filter.is_empty() {
+                clauses.push(format!("({filter})"));
+            }
+            let request = QueryRequest::builder()
+                .collection_name(collection)
+                .filter(clauses.join(" and "))
+                .output_fields(fields.iter().copied().chain(["id"]))
+                .limit(PAGE as i64)
+                .extra_params(std::collections::HashMap::from([(
+                    "iterator".to_string(),
+                    "true".to_string(),
+                )]))
+                .consistency_level(self.consistency)
+                .build()
+                .map_err(|e| self.fail(e.to_string()))?;
+            let what = format!("reading {collection}");
+            let mut batch = self.block(&what, async {
+                let response = self.client.query(request).await?;
+                response
+                    .results()
+                    .rows()?
+                    .map(|row| row.to_entity_row())
+                    .collect::<milvus::v2::error::Result<Vec<Row>>>()
+            })?;
+            batch.sort_by_key(|row| row.get("id").and_then(Value::as_i64).unwrap_or(i64::MIN));
+            let full = batch.len() >= PAGE;
+            if let Some(key) = batch
+                .last()
+                .and_then(|row| row.get("id"))
+                .and_then(Value::as_i64)
+            {
+                last = Some(key);
+            }
+            if batch.is_empty() || !page(batch)? || !full {
                 return Ok(last);
             }
         }
