@@ -9,7 +9,6 @@
 mod common;
 
 mod backends;
-mod backends;
 mod blip;
 mod browser;
 mod cli;
