@@ -25,7 +25,7 @@ impl Backend {
     fn index(self, tmp: &Path, name: &str) -> String {
         match self {
             Backend::Embedded => tmp.join(name).to_str().unwrap().to_string(),
-            Backend::Milvus => milvus::index_url(name),
+            Backend::Milvus => milvus::index_url(&format!("both_{name}")),
         }
     }
 }
@@ -205,7 +205,7 @@ fn an_index_built_with_another_text_model_is_refused_by_name() {
             .expect("refused")
             .to_string();
         assert!(
-            err.contains("all-minilm-l6-v2") && err.contains("e5-small-v2"),
+            err.contains("all-MiniLM-L6-v2") && err.contains("e5-small-v2"),
             "{err}"
         );
         let err = open_reader(&location, Some(&other))
