@@ -27,7 +27,7 @@ server=$!
 trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -rf "$work"' EXIT
 until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do sleep 0.2; done
 corpus=$work/corpus.tsv
-{ echo prompt; gzip -dc "$data/prompts/sd_prompts_100k.tsv.gz" | tail -n +2 | cut -f1 | head -n "$n"; } >"$corpus"
+{ echo prompt; gzip -dc "$data/prompts/sd_prompts_100k.tsv.gz" | tail -n +2 | cut -f1 | head -n "$n" || true; } >"$corpus"
 timed() { # NAME COMMAND...: runs the command, prints its wall time
   local name=$1 start end
   shift

@@ -338,6 +338,9 @@ pub trait IndexRead: Send + Sync {
     fn watermark(&self) -> Result<Option<IndexWatermark>>;
 }
 
+/// A record's stored MiniLM vector and image vector, each when it has one.
+pub type StoredVectors = (Option<Vec<f32>>, Option<Vec<f32>>);
+
 /// Prompts waiting to be embedded into a text-aligned image model's space, and the cursor
 /// to hand back with their vectors.
 #[derive(Debug, Clone, Default)]
@@ -396,7 +399,7 @@ pub trait IndexWrite: Send {
     fn update_image(&self, id: u64, record: &ImageRecord, path_key: &[u8]) -> Result<()>;
 
     /// The stored MiniLM and image vectors of record `id`.
-    fn stored_vectors(&self, id: u64) -> Result<(Option<Vec<f32>>, Option<Vec<f32>>)>;
+    fn stored_vectors(&self, id: u64) -> Result<StoredVectors>;
 
     /// Up to `limit` prompts not yet in the image model's text space, oldest first.
     fn unaligned(&self, limit: usize) -> Result<AlignBatch>;

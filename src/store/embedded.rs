@@ -3,7 +3,9 @@
 
 use serde::Serialize;
 
-use super::backend::{AlignBatch, IndexRead, IndexWrite, Location, Near, Space, Stats, Stored};
+use super::backend::{
+    AlignBatch, IndexRead, IndexWrite, Location, Near, Space, Stats, Stored, StoredVectors,
+};
 use super::{
     ImageModel, ImageRecord, IndexReader, IndexWriter, Manifest, NewImage, NewPrompt, SyncReport,
     TextHit, VectorIndex, ALIGNED_GRAPH, IMAGE_GRAPH, TEXT_GRAPH,
@@ -184,7 +186,7 @@ impl IndexWrite for IndexWriter {
         self.catalog().update_image(id, record, path_key)
     }
 
-    fn stored_vectors(&self, id: u64) -> Result<(Option<Vec<f32>>, Option<Vec<f32>>)> {
+    fn stored_vectors(&self, id: u64) -> Result<StoredVectors> {
         let catalog = self.catalog();
         let one = |mut range: Box<dyn Iterator<Item = Result<(u64, Vec<f32>)>> + '_>| {
             range.next().transpose().map(|v| v.map(|(_, v)| v))

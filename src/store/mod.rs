@@ -37,7 +37,7 @@ mod vectors;
 
 pub use backend::{
     open_reader, open_writer, AlignBatch, Fused, IndexRead, IndexWrite, Location, MilvusUrl, Near,
-    Space, Stats, Stored, MAX_MILVUS_NAME,
+    Space, Stats, Stored, StoredVectors, MAX_MILVUS_NAME,
 };
 pub use catalog::{
     path_from_key, path_from_metadata, path_key, Catalog, ImageRecord, NewImage, NewPrompt,

@@ -19,7 +19,7 @@ use super::schema::{
 };
 use crate::store::{
     path_from_key, AlignBatch, ImageModel, ImageRecord, IndexWrite, Location, Manifest, MilvusUrl,
-    NewImage, NewPrompt, Record, SyncReport,
+    NewImage, NewPrompt, Record, StoredVectors, SyncReport,
 };
 use crate::Result;
 
@@ -350,7 +350,7 @@ impl IndexWrite for MilvusWriter {
             .upsert(&self.names.paths, vec![path_row(path_key, key, record)])
     }
 
-    fn stored_vectors(&self, id: u64) -> Result<(Option<Vec<f32>>, Option<Vec<f32>>)> {
+    fn stored_vectors(&self, id: u64) -> Result<StoredVectors> {
         let filter = format!("{ID} == {}", to_key(id));
         let text = match self
             .m
