@@ -69,18 +69,6 @@ impl FromStr for Location {
     }
 }
 
-impl From<PathBuf> for Location {
-    fn from(dir: PathBuf) -> Self {
-        Location::Dir(dir)
-    }
-}
-
-impl From<&Path> for Location {
-    fn from(dir: &Path) -> Self {
-        Location::Dir(dir.to_path_buf())
-    }
-}
-
 /// A parsed `milvus://HOST:PORT/NAME[?token=…&db=…]`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct MilvusUrl {

@@ -188,12 +188,9 @@ impl IndexWrite for IndexWriter {
 
     fn stored_vectors(&self, id: u64) -> Result<StoredVectors> {
         let catalog = self.catalog();
-        let one = |mut range: Box<dyn Iterator<Item = Result<(u64, Vec<f32>)>> + '_>| {
-            range.next().transpose().map(|v| v.map(|(_, v)| v))
-        };
         Ok((
-            one(Box::new(catalog.text_vectors(id, id + 1)))?,
-            one(Box::new(catalog.image_vectors(id, id + 1)))?,
+            first_vector(catalog.text_vectors(id, id + 1))?,
+            first_vector(catalog.image_vectors(id, id + 1))?,
         ))
     }
 
@@ -233,6 +230,13 @@ impl IndexWrite for IndexWriter {
     fn sync(&self, progress: &mut dyn FnMut(&str)) -> Result<SyncReport> {
         IndexWriter::sync(self, progress)
     }
+}
+
+/// The vector a single-id range of a catalog tree yields, if any.
+fn first_vector(
+    mut range: impl Iterator<Item = Result<(u64, Vec<f32>)>>,
+) -> Result<Option<Vec<f32>>> {
+    range.next().transpose().map(|v| v.map(|(_, v)| v))
 }
 
 /// Bytes under `dir`.

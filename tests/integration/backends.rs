@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{milvus, models_dir, photos_dir, promptdex, sample_tsv, stderr, stdout};
+use common::{milvus, models_dir, photos_dir, promptdex, run_json, sample_tsv, stderr};
 use promptdex::store::{open_reader, open_writer, Location, Manifest};
 use serde_json::Value;
 
@@ -37,14 +37,6 @@ fn on_both(scenario: impl Fn(Backend, &Path)) {
         eprintln!("--- {backend:?}");
         scenario(backend, tmp.path());
     }
-}
-
-fn run_json(args: &[&str], cwd: &Path) -> Value {
-    let out = promptdex(args, cwd);
-    assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
-    let text = stdout(&out);
-    serde_json::from_str(text.trim())
-        .unwrap_or_else(|_| serde_json::from_str(text.lines().last().unwrap()).unwrap())
 }
 
 fn import(corpus: &Path, index: &str, extra: &[&str], cwd: &Path) -> Value {

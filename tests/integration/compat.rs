@@ -6,16 +6,7 @@ use crate::common;
 
 use std::path::Path;
 
-use common::{promptdex, root, sample_tsv, stderr, stdout};
-use serde_json::Value;
-
-fn run_json(args: &[&str], cwd: &Path) -> Value {
-    let out = promptdex(args, cwd);
-    assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
-    let text = stdout(&out);
-    serde_json::from_str(text.trim())
-        .unwrap_or_else(|_| serde_json::from_str(text.lines().last().unwrap()).unwrap())
-}
+use common::{root, run_json, sample_tsv};
 
 /// Unpacks the old index into `tmp/idx`.
 fn old_index(tmp: &Path) -> String {

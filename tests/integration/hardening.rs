@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::server::Server;
-use common::{data_dir, models_dir, promptdex, sample_tsv, stderr, stdout, tiny_clip_dir};
+use common::{
+    data_dir, models_dir, promptdex, run_json, sample_tsv, stderr, stdout, tiny_clip_dir,
+};
 use promptdex::store::{Catalog, Manifest, Record};
 use serde_json::Value;
 
@@ -34,15 +36,6 @@ fn copy_into(files: &[PathBuf], dir: &Path) {
     for f in files {
         std::fs::copy(f, dir.join(f.file_name().unwrap())).unwrap();
     }
-}
-
-fn run_json(args: &[&str], cwd: &Path) -> Value {
-    let out = promptdex(args, cwd);
-    assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
-    // One JSON document (pretty or not), or a report line after other lines.
-    let text = stdout(&out);
-    serde_json::from_str(&text)
-        .unwrap_or_else(|_| serde_json::from_str(text.lines().last().unwrap()).unwrap())
 }
 
 fn index_json(folder: &Path, index: &Path, extra: &[&str]) -> Value {

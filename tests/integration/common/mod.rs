@@ -76,6 +76,16 @@ pub fn promptdex(args: &[&str], cwd: &Path) -> Output {
         .expect("running promptdex")
 }
 
+/// Runs the binary, which must succeed, and reads its JSON: one document (pretty or not), or
+/// a report line after other lines.
+pub fn run_json(args: &[&str], cwd: &Path) -> serde_json::Value {
+    let out = promptdex(args, cwd);
+    assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
+    let text = stdout(&out);
+    serde_json::from_str(&text)
+        .unwrap_or_else(|_| serde_json::from_str(text.lines().last().unwrap()).unwrap())
+}
+
 /// stdout of a run as text.
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
