@@ -220,9 +220,10 @@ pub struct ReportArgs {
     /// What `promptdex eval --json` printed.
     #[arg(value_name = "EVAL.json")]
     pub eval: PathBuf,
-    /// Index directory, for its prompt statistics (left out: no index section).
-    #[arg(long, value_name = "DIR")]
-    pub index: Option<PathBuf>,
+    /// The index, for its prompt statistics (left out: no index section): a directory, or
+    /// milvus://HOST:PORT/NAME[?token=…&db=…] (token also from MILVUS_TOKEN).
+    #[arg(long, value_name = "INDEX", value_parser = LocationParser)]
+    pub index: Option<Location>,
     /// Folder to write `index.html`, the plots and the thumbnails into.
     #[arg(long, value_name = "FOLDER", default_value = "report")]
     pub out: PathBuf,

@@ -141,7 +141,7 @@ fn write_submission_file(path: &Path, report: &EvalReport) -> Result<()> {
 pub fn report(args: ReportArgs) -> Result<()> {
     let eval = promptdex::report::read_eval(&args.eval)?;
     let written =
-        promptdex::report::write_report(&eval, &args.eval, args.index.as_deref(), &args.out)?;
+        promptdex::report::write_report(&eval, &args.eval, args.index.as_ref(), &args.out)?;
     for note in &written.notes {
         eprintln!("note: {note}");
     }

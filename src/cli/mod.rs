@@ -15,6 +15,7 @@ mod text;
 use std::path::Path;
 
 use anyhow::{bail, Result};
+use promptdex::store::Location;
 
 pub use args::Cli;
 use args::{Command, ModelsCommand};
@@ -30,7 +31,7 @@ impl Command {
             Command::Eval(a) => a.flags.index.dir(),
             Command::Serve(a) => a.flags.index.dir(),
             Command::Stats(a) => a.index.dir(),
-            Command::Report(a) => a.index.as_deref(),
+            Command::Report(a) => a.index.as_ref().and_then(Location::dir),
             Command::Models(_) | Command::Embed(_) => None,
         }
     }

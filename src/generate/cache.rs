@@ -9,26 +9,25 @@ use std::path::{Path, PathBuf};
 
 use crate::Result;
 
-/// The `dim`-wide vectors of `texts`, from the cache in `index_dir` or computed by `embed`
-/// (and then stored). `model` names the embedder (its checksum) for the cache key.
+/// The `dim`-wide vectors of `texts`, from the cache in `dir` (its `cache/` folder) or
+/// computed by `embed` (and then stored). `model` names the embedder (its checksum) for the
+/// cache key, so one folder may hold the caches of many models.
 pub fn cached_vectors(
-    index_dir: Option<&Path>,
+    dir: &Path,
     name: &str,
     model: &str,
     texts: &[String],
     dim: usize,
     embed: impl FnOnce(&[&str]) -> Result<Vec<Vec<f32>>>,
 ) -> Result<Vec<Vec<f32>>> {
-    let path = index_dir.map(|dir| cache_path(dir, name, model, texts));
-    if let Some(rows) = path.as_ref().and_then(|p| read(p, texts.len(), dim)) {
+    let path = cache_path(dir, name, model, texts);
+    if let Some(rows) = read(&path, texts.len(), dim) {
         return Ok(rows);
     }
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let rows = embed(&refs)?;
-    // Best effort: a read-only index still works, it recomputes next time.
-    if let Some(path) = &path {
-        let _ = write(path, &rows);
-    }
+    // Best effort: a read-only folder still works, it recomputes next time.
+    let _ = write(&path, &rows);
     Ok(rows)
 }
 
@@ -78,16 +77,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let texts = vec!["a".to_string(), "b".to_string()];
         let rows = vec![vec![1.0, 2.0], vec![3.0, 4.0]];
-        let first =
-            cached_vectors(Some(dir.path()), "t", "m", &texts, 2, |_| Ok(rows.clone())).unwrap();
+        let first = cached_vectors(dir.path(), "t", "m", &texts, 2, |_| Ok(rows.clone())).unwrap();
         assert_eq!(first, rows);
-        let second = cached_vectors(Some(dir.path()), "t", "m", &texts, 2, |_| {
+        let second = cached_vectors(dir.path(), "t", "m", &texts, 2, |_| {
             panic!("should come from the cache")
         })
         .unwrap();
         assert_eq!(second, rows);
         // Another model is another key.
-        let other = cached_vectors(Some(dir.path()), "t", "m2", &texts, 2, |_| {
+        let other = cached_vectors(dir.path(), "t", "m2", &texts, 2, |_| {
             Ok(vec![vec![0.0; 2]; 2])
         });
         assert_eq!(other.unwrap()[0], [0.0, 0.0]);

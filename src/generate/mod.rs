@@ -78,13 +78,18 @@ pub struct Generator {
 impl Generator {
     /// A generator over `index`. The class phrases (with MiniLM) and, for a text-aligned
     /// encoder, the style vocabularies (with its text tower) are embedded once and cached in
-    /// the index directory (recomputed at each start for a server-held index).
+    /// the index directory, or in the models directory for a server-held index.
     pub fn new(index: Box<dyn IndexRead>, models: Models, config: GenerateConfig) -> Result<Self> {
+        let cache_dir = index
+            .location()
+            .dir()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(crate::models::models_root);
         let class_vectors = match &models.tagger {
             Some(tagger) => {
                 let phrases = bridge::class_phrases(tagger.classes());
                 cache::cached_vectors(
-                    index.location().dir(),
+                    &cache_dir,
                     "imagenet-classes",
                     models.text.weights_sha256(),
                     &phrases,
@@ -103,7 +108,7 @@ impl Generator {
                     .map(|(p, _)| p.clone())
                     .collect();
                 cache::cached_vectors(
-                    index.location().dir(),
+                    &cache_dir,
                     &format!("vocabulary-{}", embedder.name()),
                     embedder.weights_sha256(),
                     &phrases,

@@ -103,6 +103,17 @@ pub fn import_corpus(
         if pending.is_empty() {
             return Ok(());
         }
+        // One question to the store per chunk (a round trip for a server backend).
+        let keys: Vec<[u8; 32]> = pending.iter().map(|(_, key)| *key).collect();
+        let stored = writer.stored_prompts(&keys)?;
+        if !stored.is_empty() {
+            pending.retain(|(_, key)| !stored.contains(key));
+            report.duplicates += stored.len() as u64;
+        }
+        if pending.is_empty() {
+            seen.clear();
+            return Ok(());
+        }
         let texts: Vec<&str> = pending.iter().map(|(r, _)| r.prompt.as_str()).collect();
         let t = Instant::now();
         let vectors = embedder.embed(&texts)?;
@@ -141,11 +152,10 @@ pub fn import_corpus(
                         report.other_shards += 1;
                         continue;
                     }
-                    if seen_in_chunk.contains(&key) || writer.contains_prompt(&key)? {
+                    if !seen_in_chunk.insert(key) {
                         report.duplicates += 1;
                         continue;
                     }
-                    seen_in_chunk.insert(key);
                     pending.push((
                         PromptRecord {
                             prompt: entry.prompt,

@@ -1,6 +1,6 @@
 //! Report: an HTML page with plots that shows an evaluation and the index it ran on.
 //!
-//! `promptdex report EVAL.json --index DIR --out FOLDER` reads what `promptdex eval --json`
+//! `promptdex report EVAL.json --index INDEX --out FOLDER` reads what `promptdex eval --json`
 //! wrote and fills FOLDER with:
 //!
 //! ```text
@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use crate::eval::{EvalReport, Method};
-use crate::store::{Manifest, TextIndex};
+use crate::store::{open_reader, Location, Manifest, TextIndex};
 use crate::{Error, Result};
 
 pub use pca::Pca2;
@@ -70,10 +70,29 @@ pub fn open_text(dir: &Path) -> Result<TextIndex> {
 /// Counts every record's prompt in a text index, once per record id. Also returns the number
 /// of documents read (more than the prompts counted when a record was indexed twice).
 pub fn index_stats(text: &TextIndex) -> Result<(PromptStats, usize)> {
+    count_prompts(|f| text.for_each_prompt(f))
+}
+
+/// [`index_stats`] for the index at `location`: a directory's text index alone (no graphs
+/// loaded), or a Milvus index's records.
+pub fn location_stats(location: &Location) -> Result<(PromptStats, usize)> {
+    match location {
+        Location::Dir(dir) => index_stats(&open_text(dir)?),
+        Location::Milvus(_) => {
+            let reader = open_reader(location, None)?;
+            count_prompts(|f| reader.for_each_prompt(f))
+        }
+    }
+}
+
+/// Counts the prompts `each` yields, once per record id, and the number yielded.
+fn count_prompts(
+    each: impl FnOnce(&mut dyn FnMut(u64, &str)) -> Result<()>,
+) -> Result<(PromptStats, usize)> {
     let mut stats = PromptStats::default();
     let mut seen = std::collections::HashSet::new();
     let mut documents = 0;
-    text.for_each_prompt(&mut |id, prompt| {
+    each(&mut |id, prompt| {
         documents += 1;
         if seen.insert(id) {
             stats.add(prompt);
@@ -108,16 +127,16 @@ pub fn ranking(eval: &EvalReport) -> Vec<usize> {
     order
 }
 
-/// Writes the report of `eval` (read from `eval_path`) and, when given, of the index in the
-/// directory `index` into the folder `out` (created if needed; files of an earlier report are
+/// Writes the report of `eval` (read from `eval_path`) and, when given, of the index at
+/// `index` into the folder `out` (created if needed; files of an earlier report are
 /// replaced).
 pub fn write_report(
     eval: &EvalReport,
     eval_path: &Path,
-    index: Option<&Path>,
+    index: Option<&Location>,
     out: &Path,
 ) -> Result<Written> {
-    let text = index.map(open_text).transpose()?;
+    let counted = index.map(location_stats).transpose()?;
     let thumbs_dir = out.join(THUMBS);
     std::fs::create_dir_all(&thumbs_dir).map_err(|e| Error::io(&thumbs_dir, e))?;
     let mut notes = Vec::new();
@@ -217,15 +236,13 @@ pub fn write_report(
         .collect();
     let truth_words = words(evaluated.iter().map(|r| r.truth.as_str()).collect());
     let generated_words = words(evaluated.iter().map(|r| r.generated.as_str()).collect());
-    let corpus = match (&text, index) {
-        (Some(text), Some(dir)) => {
-            let (stats, documents) = index_stats(text)?;
+    let corpus = match (counted, index) {
+        (Some((stats, documents)), Some(location)) => {
             if documents > stats.prompts {
                 notes.push(format!(
                     "the text index of {} holds {documents} documents for {} records: some \
                      records are in it more than once (counted once here)",
-                    dir.display(),
-                    stats.prompts
+                    location, stats.prompts
                 ));
             }
             Some(stats)
@@ -251,7 +268,7 @@ pub fn write_report(
             .to_string(),
     );
     let section = match (&corpus, index) {
-        (Some(stats), Some(dir)) => {
+        (Some(stats), Some(location)) => {
             index_plots.push(lengths_caption);
             let top = stats.top_words(TOP_WORDS);
             if !top.is_empty() {
@@ -270,7 +287,7 @@ pub fn write_report(
                 ));
             }
             Some(html::IndexSection {
-                path: dir.display().to_string(),
+                path: location.to_string(),
                 stats,
                 phrases: stats.top_phrases(TOP_PHRASES),
             })

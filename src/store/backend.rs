@@ -11,6 +11,7 @@
 //! Record ids are the backend's own: dense sequence numbers in the embedded index, stable
 //! 64-bit keys in Milvus. Callers only pass them back to the same backend.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -357,9 +358,8 @@ pub trait IndexWrite: Send {
         Ok(self.len()? == 0)
     }
 
-    /// True when a prompt with this de-duplication key ([`crate::ingest::dedup_key`]) is
-    /// stored.
-    fn contains_prompt(&self, key: &[u8; 32]) -> Result<bool>;
+    /// The keys among `keys` ([`crate::ingest::dedup_key`]s) whose prompts are stored.
+    fn stored_prompts(&self, keys: &[[u8; 32]]) -> Result<HashSet<[u8; 32]>>;
 
     /// Stores the prompts whose keys are new, durably, as one batch. Returns how many were
     /// added.

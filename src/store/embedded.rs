@@ -1,6 +1,8 @@
 //! The embedded backend: [`IndexReader`] and [`IndexWriter`] (one index directory) behind the
 //! [`IndexRead`] and [`IndexWrite`] seam.
 
+use std::collections::HashSet;
+
 use serde::Serialize;
 
 use super::backend::{
@@ -154,8 +156,15 @@ impl IndexWrite for IndexWriter {
         Ok(self.catalog().len() as u64)
     }
 
-    fn contains_prompt(&self, key: &[u8; 32]) -> Result<bool> {
-        self.catalog().contains_key(key)
+    fn stored_prompts(&self, keys: &[[u8; 32]]) -> Result<HashSet<[u8; 32]>> {
+        let catalog = self.catalog();
+        let mut stored = HashSet::new();
+        for key in keys {
+            if catalog.contains_key(key)? {
+                stored.insert(*key);
+            }
+        }
+        Ok(stored)
     }
 
     fn add_prompts(&self, prompts: &[NewPrompt]) -> Result<usize> {

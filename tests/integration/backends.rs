@@ -93,6 +93,23 @@ fn importing_again_adds_nothing_and_stats_count_every_record_once() {
         assert_eq!(stats["images"].as_u64(), Some(0), "{stats}");
         let (set, count) = prompts_of(&index);
         assert_eq!((set.len(), count), (added as usize, added as usize));
+        // The report's index section counts the same prompts.
+        std::fs::write(
+            tmp.join("empty.json"),
+            r#"{"images":0,"evaluated":0,"leave_one_out":false,"methods":[],
+                "latency_p50_ms":0.0,"missing":[],"per_image":[]}"#,
+        )
+        .unwrap();
+        let out = promptdex(
+            &["report", "empty.json", "--index", &index, "--out", "rep"],
+            tmp,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let page = std::fs::read_to_string(tmp.join("rep/index.html")).unwrap();
+        assert!(
+            page.contains(&format!("</code>: {added} prompts.")),
+            "{page}"
+        );
     });
 }
 

@@ -131,7 +131,14 @@ impl Milvus {
             .runtime
             .as_ref()
             .ok_or_else(|| Error::Internal("the Milvus client was shut down".into()))?;
-        block_on(runtime, call).map_err(|e| self.fail(format!("{what}: {}", describe(&e))))
+        block_on(runtime, call).map_err(|e| {
+            let text = describe(&e);
+            if refused_credentials(&e) {
+                self.fail(format!("{what}: {}", refused(&self.url, &text)))
+            } else {
+                self.fail(format!("{what}: {text}"))
+            }
+        })
     }
 
     /// True when collection `name` exists.
@@ -309,22 +316,43 @@ where
 /// The message for a failed connection: unreachable, or the token refused.
 fn connect_error(url: &MilvusUrl, location: &Location, e: &milvus::v2::error::Error) -> Error {
     let text = describe(e);
-    let lower = text.to_lowercase();
-    let detail =
-        if lower.contains("auth") || lower.contains("credential") || lower.contains("token") {
-            format!(
-            "the server at {}:{} refused the credentials (check ?token= or MILVUS_TOKEN): {text}",
-            url.host, url.port
+    let detail = if refused_credentials(e) {
+        refused(url, &text)
+    } else {
+        format!(
+            "cannot reach a Milvus server at {}:{} within {} s: {text}",
+            url.host,
+            url.port,
+            CONNECT_TIMEOUT.as_secs()
         )
-        } else {
-            format!(
-                "cannot reach a Milvus server at {}:{} within {} s: {text}",
-                url.host,
-                url.port,
-                CONNECT_TIMEOUT.as_secs()
-            )
-        };
+    };
     Error::index(location.path(), detail)
+}
+
+/// The message for credentials the server at `url` refused.
+fn refused(url: &MilvusUrl, text: &str) -> String {
+    format!(
+        "the server at {}:{} refused the credentials (check ?token= or MILVUS_TOKEN): {text}",
+        url.host, url.port
+    )
+}
+
+/// True when `e` says the server refused the request's credentials: gRPC's
+/// `UNAUTHENTICATED`/`PERMISSION_DENIED` (what Milvus's proxy answers a wrong token with), or
+/// a Milvus status with the legacy `PermissionDenied` code, also after retries.
+#[allow(deprecated)] // `ErrorCode`: servers still send it beside the newer numeric codes.
+fn refused_credentials(e: &milvus::v2::error::Error) -> bool {
+    use milvus::proto::common::ErrorCode;
+    use milvus::v2::error::Error as Sdk;
+    match e {
+        Sdk::Grpc(status) => matches!(
+            status.code(),
+            tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+        ),
+        Sdk::Server(server) => server.legacy_code() == ErrorCode::PermissionDenied as i32,
+        Sdk::RetryExhausted { source, .. } => refused_credentials(source),
+        _ => false,
+    }
 }
 
 /// An SDK error as one line, with its source chain.
@@ -347,5 +375,49 @@ fn shorten(filter: &str) -> String {
     match filter.char_indices().nth(60) {
         Some((at, _)) => format!("{}…", &filter[..at]),
         None => filter.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url() -> MilvusUrl {
+        MilvusUrl::parse("milvus://db.example:19530/prompts?token=secret", None).unwrap()
+    }
+
+    #[test]
+    fn a_refused_token_is_named_as_such_and_never_shown() {
+        let location = Location::Milvus(url());
+        // What Milvus's proxy answers a wrong token with.
+        let status = tonic::Status::unauthenticated(
+            "auth check failure, please check username, password or API key are correct",
+        );
+        for e in [
+            milvus::v2::error::Error::Grpc(status.clone()),
+            milvus::v2::error::Error::RetryExhausted {
+                attempts: 3,
+                source: Box::new(milvus::v2::error::Error::Grpc(status)),
+            },
+        ] {
+            let message = connect_error(&url(), &location, &e).to_string();
+            assert!(
+                message.contains(
+                    "db.example:19530 refused the credentials (check ?token= or MILVUS_TOKEN)"
+                ),
+                "{message}"
+            );
+            assert!(!message.contains("secret"), "{message}");
+        }
+    }
+
+    #[test]
+    fn an_unanswered_connection_is_unreachable_not_refused() {
+        let e = milvus::v2::error::Error::Grpc(tonic::Status::unavailable("connection refused"));
+        let message = connect_error(&url(), &Location::Milvus(url()), &e).to_string();
+        assert!(
+            message.contains("cannot reach a Milvus server at db.example:19530 within 5 s"),
+            "{message}"
+        );
     }
 }

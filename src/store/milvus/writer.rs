@@ -170,12 +170,15 @@ impl IndexWrite for MilvusWriter {
         self.m.count(&self.names.records, "")
     }
 
-    fn contains_prompt(&self, key: &[u8; 32]) -> Result<bool> {
-        let filter = format!("{ID} == {}", prompt_key(key));
-        Ok(!self
-            .m
-            .query(&self.names.records, &filter, &[ID], Some(1))?
-            .is_empty())
+    fn stored_prompts(&self, keys: &[[u8; 32]]) -> Result<HashSet<[u8; 32]>> {
+        let ids: Vec<i64> = keys.iter().map(prompt_key).collect();
+        let found = self.existing(&self.names.records, ID, &ids)?;
+        Ok(keys
+            .iter()
+            .zip(&ids)
+            .filter(|(_, id)| found.contains(id))
+            .map(|(key, _)| *key)
+            .collect())
     }
 
     /// Asks which keys are stored, then upserts the others (a batch's repeats once).
