@@ -6,8 +6,8 @@
 # from target/milvus-venv, made if missing), then again with 2 shard workers at once into each,
 # then runs examples/bench_backends (200 queries) on the two single-worker indexes. With
 # OLD_PROMPTDEX (a promptdex binary of an older commit) the embedded import is also timed with
-# it, before and after the current one. Needs a release build (`cargo build --release
-# --examples`).
+# it, before and after the current one; with EMBEDDED_ONLY=1 that before/after is all it runs.
+# Needs a release build (`cargo build --release --examples`).
 set -euo pipefail
 n=${1:?number of prompts}
 old=${2:-}
@@ -45,6 +45,7 @@ two() { # INDEX: two shard workers at once
 if [ -n "$old" ]; then timed "embedded, old binary" "$old" import "$corpus" --index "$work/old1" --json; fi
 timed "embedded" "$bin" import "$corpus" --index "$work/embedded" --json
 if [ -n "$old" ]; then timed "embedded, old binary again" "$old" import "$corpus" --index "$work/old2" --json; fi
+if [ "${EMBEDDED_ONLY:-0}" = 1 ]; then exit 0; fi
 timed "milvus-lite" "$bin" import "$corpus" --index "milvus://127.0.0.1:$port/bench" --json
 timed "embedded, 2 shard workers" two "$work/embedded2"
 timed "milvus-lite, 2 shard workers" two "milvus://127.0.0.1:$port/bench2"
