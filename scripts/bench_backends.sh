@@ -7,12 +7,14 @@
 # then runs examples/bench_backends (200 queries) on the two single-worker indexes. With
 # OLD_PROMPTDEX (a promptdex binary of an older commit) the embedded import is also timed with
 # it, before and after the current one; with EMBEDDED_ONLY=1 that before/after is all it runs.
-# Needs a release build (`cargo build --release --examples`).
+# STEPS (default "single sharded search") picks the steps: the one-worker imports, the
+# shard-worker imports (each worker's report printed), the search benchmark (needs "single").
+# Needs a release build (`cargo build --release --examples`); PROMPTDEX_BIN names another binary.
 set -euo pipefail
 n=${1:?number of prompts}
 old=${2:-}
 repo=$(cd "$(dirname "$0")/.." && pwd)
-bin=$repo/target/release/promptdex
+bin=${PROMPTDEX_BIN:-$repo/target/release/promptdex}
 data=${PROMPTDEX_DATA:-$repo/../shared/data}
 work=$(mktemp -d)
 venv=$repo/target/milvus-venv
@@ -34,7 +36,7 @@ timed() { # NAME COMMAND...: runs the command, prints its wall time
   start=$(date +%s.%N)
   "$@" >"$work/$name.out" 2>"$work/$name.err" || { cat "$work/$name.err" >&2; exit 1; }
   end=$(date +%s.%N)
-  printf '%-34s %7.1f s  %s\n' "$name" "$(echo "$end - $start" | bc)" "$(tail -1 "$work/$name.out" | cut -c1-160)"
+  printf '%-34s %7.1f s  %s\n' "$name" "$(echo "$end - $start" | bc)" "$(tail -1 "$work/$name.out" | cut -c1-400)"
 }
 two() { # INDEX: two shard workers at once
   "$bin" import "$corpus" --index "$1" --shard 1/2 --json >"$work/s1.out" 2>&1 &
@@ -42,13 +44,26 @@ two() { # INDEX: two shard workers at once
   "$bin" import "$corpus" --index "$1" --shard 2/2 --json >"$work/s2.out" 2>&1
   wait $a
 }
+sharded() { # NAME INDEX: the two shard workers, each one's report, what the index holds
+  timed "$1" two "$2"
+  tail -qn1 "$work/s1.out" "$work/s2.out" | cut -c1-300
+  "$bin" stats --index "$2" --json | tr -d '\n '; echo
+}
+steps=" ${STEPS:-single sharded search} "
 if [ -n "$old" ]; then timed "embedded, old binary" "$old" import "$corpus" --index "$work/old1" --json; fi
-timed "embedded" "$bin" import "$corpus" --index "$work/embedded" --json
+if [[ $steps == *" single "* ]]; then
+  timed "embedded" "$bin" import "$corpus" --index "$work/embedded" --json
+fi
 if [ -n "$old" ]; then timed "embedded, old binary again" "$old" import "$corpus" --index "$work/old2" --json; fi
 if [ "${EMBEDDED_ONLY:-0}" = 1 ]; then exit 0; fi
-timed "milvus-lite" "$bin" import "$corpus" --index "milvus://127.0.0.1:$port/bench" --json
-timed "embedded, 2 shard workers" two "$work/embedded2"
-timed "milvus-lite, 2 shard workers" two "milvus://127.0.0.1:$port/bench2"
-"$bin" stats --index "milvus://127.0.0.1:$port/bench2" --json | tr -d '\n '; echo
-"$repo/target/release/examples/bench_backends" "$work/embedded" "milvus://127.0.0.1:$port/bench" \
-  "$repo/examples/data/diffusiondb_prompts_10k.tsv" 200
+if [[ $steps == *" single "* ]]; then
+  timed "milvus-lite" "$bin" import "$corpus" --index "milvus://127.0.0.1:$port/bench" --json
+fi
+if [[ $steps == *" sharded "* ]]; then
+  sharded "embedded, 2 shard workers" "$work/embedded2"
+  sharded "milvus-lite, 2 shard workers" "milvus://127.0.0.1:$port/bench2"
+fi
+if [[ $steps == *" search "* ]]; then
+  "$repo/target/release/examples/bench_backends" "$work/embedded" "milvus://127.0.0.1:$port/bench" \
+    "$repo/examples/data/diffusiondb_prompts_10k.tsv" 200
+fi

@@ -211,10 +211,23 @@ impl Generator {
         Ok(generated)
     }
 
-    /// Generates the prompt for `image`; `embedded` is the prompt its file carried, if any.
-    /// Each step below is one stage (see `stages` and `candidates`).
+    /// Generates the prompt for `image` in the configured modifier mode; `embedded` is the
+    /// prompt its file carried, if any.
     pub fn generate(
         &self,
+        image: &RgbImage,
+        embedded: Option<EmbeddedPrompt>,
+        exclude: &Exclude,
+    ) -> Result<Generated> {
+        self.generate_in(self.config.mode, image, embedded, exclude)
+    }
+
+    /// [`generate`](Self::generate) with modifiers picked in `mode` (a server answers fast and
+    /// classic requests from one generator). Each step below is one stage (see `stages` and
+    /// `candidates`).
+    pub fn generate_in(
+        &self,
+        mode: ModifierMode,
         image: &RgbImage,
         embedded: Option<EmbeddedPrompt>,
         exclude: &Exclude,
@@ -234,7 +247,7 @@ impl Generator {
         let corpus = timed(&mut timings.search, || {
             self.corpus(&parts, tags.as_ref(), &near, exclude)
         })?;
-        let modifiers = self.modifiers(image_vector, &near, &corpus);
+        let modifiers = self.modifiers(image_vector, &near, &corpus, mode);
         let modifier_text = candidates::modifier_phrase(&modifiers);
         let mut second = candidates::second_round(&corpus, &modifier_text);
         timed(&mut timings.embed, || self.embed_round(&mut second))?;

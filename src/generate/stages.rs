@@ -7,7 +7,7 @@ use image::RgbImage;
 
 use super::candidates::{self, Found, Near, Nearby};
 use super::ensemble::{self, Part, PartKind};
-use super::{bridge, modifiers, Exclude, Generated, Generator, Modifier};
+use super::{bridge, modifiers, Exclude, Generated, Generator, Modifier, ModifierMode};
 use crate::ingest::metadata::EmbeddedPrompt;
 use crate::models::caption::{Caption, Tags};
 use crate::store::Space;
@@ -121,12 +121,14 @@ impl Generator {
     }
 
     /// Modifiers: ranked against the image in a text-aligned encoder's space, else mined from
-    /// the neighbours' and corpus prompts; none without a vocabulary or when none are asked.
+    /// the neighbours' and corpus prompts, picked as `mode` says; none without a vocabulary
+    /// or when none are asked.
     pub(super) fn modifiers(
         &self,
         image_vector: Option<&[f32]>,
         near: &Near,
         corpus: &Nearby,
+        mode: ModifierMode,
     ) -> Vec<Modifier> {
         let config = &self.config;
         let Some(vocabulary) = self
@@ -143,7 +145,7 @@ impl Generator {
         } else {
             vocabulary.rank(&self.vocabulary_vectors, image_vector.unwrap_or_default())
         };
-        modifiers::pick(&ranked, config.mode, config.modifiers)
+        modifiers::pick(&ranked, mode, config.modifiers)
     }
 
     /// The prior: the index's mean prompt, when it holds prompts.

@@ -22,8 +22,8 @@ pub use decode::{
 pub use labels::{read_labels, Labelled};
 pub use limits::MAX_PROMPT_BYTES;
 pub use metadata::{
-    parse_a1111_parameters, read_embedded_prompt, read_embedded_prompt_bytes, read_metadata,
-    read_metadata_bytes, read_metadata_of, to_infotext, EmbeddedPrompt, Metadata, MetadataWarning,
-    Provenance,
+    infotext_fields, parse_a1111_parameters, png_text_chunks, read_embedded_prompt,
+    read_embedded_prompt_bytes, read_metadata, read_metadata_bytes, read_metadata_of, to_infotext,
+    EmbeddedPrompt, Metadata, MetadataWarning, Provenance,
 };
 pub use walk::{walk_images, ImageFile, Walk};

@@ -107,26 +107,21 @@ pub async fn search_image(
             "the index holds no images; add some with `promptdex index FOLDER`",
         ));
     }
-    let found = run_on_upload(
-        &app,
-        &headers,
-        body,
-        Some(generator),
-        move |generator, _, image| {
-            let encoder = generator
-                .models()
-                .image
-                .as_ref()
-                .ok_or_else(|| Error::Invalid("no image encoder is loaded".into()))?;
-            search_by_image(
-                generator.index(),
-                encoder.as_ref(),
-                &image.into_rgb8(),
-                k,
-                generator.config().ef,
-            )
-        },
-    )
+    let upload = read_upload(&headers, body, app.limits.max_upload, app.limits.timeout).await?;
+    let found = work_on_upload(&app, upload, Some(generator), move |generator, _, image| {
+        let encoder = generator
+            .models()
+            .image
+            .as_ref()
+            .ok_or_else(|| Error::Invalid("no image encoder is loaded".into()))?;
+        search_by_image(
+            generator.index(),
+            encoder.as_ref(),
+            &image.into_rgb8(),
+            k,
+            generator.config().ef,
+        )
+    })
     .await?;
     json_response(&found)
 }
@@ -142,40 +137,33 @@ pub async fn generate(
 ) -> ApiResult<Response> {
     let query = Query::parse(uri.query())?;
     let use_metadata = query.flag("metadata", true)?;
-    let generated = run_on_upload(
-        &app,
-        &headers,
-        body,
-        None,
-        move |generator, upload, image| {
-            use image::ImageFormat::{Gif, Jpeg, Png, WebP};
-            // Metadata trouble is a warning in the answer, never a refused upload.
-            let mut read = (use_metadata && matches!(upload.format, Png | Jpeg | WebP | Gif))
-                .then(|| read_metadata_bytes(&upload.name, &upload.bytes));
-            if let Some(read) = read.as_mut() {
-                // Stealth text in the pixels when the chunks had none, as `index` reads it.
-                read.fill_from_pixels(Path::new(&upload.name), &image);
-            }
-            let embedded = read.as_ref().and_then(|r| r.prompt.clone());
-            let image = image.into_rgb8();
-            let mut generated = generator.generate(&image, embedded, &Exclude::none())?;
-            if let Some(read) = read {
-                generated.warnings = read.warnings.iter().map(ToString::to_string).collect();
-            }
-            Ok(generated)
-        },
-    )
+    let upload = read_upload(&headers, body, app.limits.max_upload, app.limits.timeout).await?;
+    let generated = work_on_upload(&app, upload, None, move |generator, upload, image| {
+        use image::ImageFormat::{Gif, Jpeg, Png, WebP};
+        // Metadata trouble is a warning in the answer, never a refused upload.
+        let mut read = (use_metadata && matches!(upload.format, Png | Jpeg | WebP | Gif))
+            .then(|| read_metadata_bytes(&upload.name, &upload.bytes));
+        if let Some(read) = read.as_mut() {
+            // Stealth text in the pixels when the chunks had none, as `index` reads it.
+            read.fill_from_pixels(Path::new(&upload.name), &image);
+        }
+        let embedded = read.as_ref().and_then(|r| r.prompt.clone());
+        let image = image.into_rgb8();
+        let mut generated = generator.generate(&image, embedded, &Exclude::none())?;
+        if let Some(read) = read {
+            generated.warnings = read.warnings.iter().map(ToString::to_string).collect();
+        }
+        Ok(generated)
+    })
     .await?;
     json_response(&generated)
 }
 
-/// Reads the image upload in `body`, then runs `work` on the inference pool with it, its
-/// pixels decoded within the server's decode limits, and `generator` (when `None`, the one
-/// serving once the upload is read).
-async fn run_on_upload<T, F>(
+/// Runs `work` on the inference pool with `upload`, its pixels decoded within the server's
+/// decode limits, and `generator` (when `None`, the one serving once the upload is read).
+pub async fn work_on_upload<T, F>(
     app: &AppState,
-    headers: &HeaderMap,
-    body: Body,
+    upload: Upload,
     generator: Option<Arc<Generator>>,
     work: F,
 ) -> ApiResult<T>
@@ -183,7 +171,6 @@ where
     T: Send + 'static,
     F: FnOnce(&Generator, &Upload, DynamicImage) -> Result<T> + Send + 'static,
 {
-    let upload = read_upload(headers, body, app.limits.max_upload, app.limits.timeout).await?;
     let generator = generator.unwrap_or_else(|| app.generator());
     let limits = app.limits.decode.clone();
     let done = app

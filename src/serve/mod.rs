@@ -14,6 +14,7 @@
 //! | `POST /api/search/image?k=` | `search --image --json`: nearest images and prompts |
 //! | `POST /api/generate?metadata=` | one `generate --json` result (the `Generated` object) |
 //! | `GET /api/images/{id}[?thumb=1]` | an indexed image, or its JPEG thumbnail |
+//! | `POST /sdapi/v1/interrogate`, `POST /sdapi/v1/png-info`, `GET /sdapi/v1/interrogators` | AUTOMATIC1111's API for prompts ([`a1111`]) |
 //!
 //! Every error is JSON `{"error": CODE, "detail": TEXT}` with a 4xx or 5xx status; a full
 //! queue is `503` with `Retry-After`.
@@ -23,10 +24,12 @@
 //! - [`query`]: strict query-string decoding.
 //! - [`upload`]: reading an uploaded image (raw or multipart) within limits.
 //! - [`api`]: the JSON handlers.
+//! - [`a1111`]: AUTOMATIC1111's routes, for its clients.
 //! - [`images`]: indexed images and thumbnails by record id.
 //! - [`reload`]: following the index as writers add to it.
 //! - [`page`]: the static page.
 
+pub mod a1111;
 pub mod api;
 pub mod error;
 #[cfg(test)]
@@ -203,6 +206,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/search/image", post(api::search_image))
         .route("/api/generate", post(api::generate))
         .route("/api/images/{id}", get(images::image))
+        .route("/sdapi/v1/interrogate", post(a1111::interrogate))
+        .route("/sdapi/v1/png-info", post(a1111::png_info))
+        .route("/sdapi/v1/interrogators", get(a1111::interrogators))
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::wrong_method)
         .with_state(Arc::clone(&state));

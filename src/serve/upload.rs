@@ -6,6 +6,7 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, StatusCode};
 use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
 
 use super::error::{ApiError, ApiResult};
 
@@ -28,25 +29,7 @@ pub async fn read_upload(
     limit: usize,
     timeout: Duration,
 ) -> ApiResult<Upload> {
-    if let Some(length) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if length > limit as u64 {
-            return Err(ApiError::too_large(limit));
-        }
-    }
-    let bytes = match tokio::time::timeout(timeout, read_body(body, limit)).await {
-        Ok(result) => result?,
-        Err(_) => {
-            return Err(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "upload_timeout",
-                format!("the upload did not arrive within {} s", timeout.as_secs()),
-            ))
-        }
-    };
+    let bytes = read_limited(headers, body, limit, timeout).await?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -73,6 +56,101 @@ pub async fn read_upload(
         bytes,
         format,
     })
+}
+
+/// A JSON request body of at most `limit` bytes, as `T`.
+pub async fn read_json<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    timeout: Duration,
+) -> ApiResult<T> {
+    let bytes = read_limited(headers, body, limit, timeout).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad_request(format!("the request body is not the JSON expected: {e}"))
+    })
+}
+
+/// The largest JSON body that can carry a base64 image of `max_upload` bytes, with room for
+/// the other fields.
+pub fn json_limit(max_upload: usize) -> usize {
+    max_upload / 3 * 4 + (64 << 10)
+}
+
+/// An image sent as base64 text (A1111's and clip-retrieval's clients do so), with or without a
+/// `data:image/...;base64,` prefix; `field` names it in errors. No URL is fetched: the server
+/// makes no outbound requests.
+pub fn image_from_base64(text: Option<&str>, field: &str, limit: usize) -> ApiResult<Upload> {
+    use base64::Engine;
+    let text = text.map(str::trim).unwrap_or_default();
+    if text.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "no_image",
+            format!("no image: `{field}` is missing or empty (send the image as base64)"),
+        ));
+    }
+    if text.starts_with("http://") || text.starts_with("https://") {
+        return Err(ApiError::bad_request(format!(
+            "`{field}` is a URL: this server fetches nothing; send the image as base64"
+        )));
+    }
+    let data = match text.strip_prefix("data:") {
+        Some(url) => url.split_once(',').map_or("", |(_, data)| data),
+        None => text,
+    };
+    // Base64 of `limit` bytes is 4/3 as long: refuse before decoding anything larger.
+    if data.len() / 4 * 3 > limit + 3 {
+        return Err(ApiError::too_large(limit));
+    }
+    // Line breaks and spaces (some encoders wrap lines) are not part of the data.
+    let data: Vec<u8> = data.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|e| ApiError::bad_request(format!("`{field}` is not valid base64: {e}")))?;
+    if bytes.len() > limit {
+        return Err(ApiError::too_large(limit));
+    }
+    if bytes.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "no_image",
+            format!("no image: `{field}` decodes to nothing"),
+        ));
+    }
+    let format = sniff(&bytes)?;
+    Ok(Upload {
+        name: "upload".to_string(),
+        bytes: Bytes::from(bytes),
+        format,
+    })
+}
+
+/// The body of a request, refused when its declared length or its bytes pass `limit`, or when
+/// it takes longer than `timeout` to arrive.
+async fn read_limited(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    timeout: Duration,
+) -> ApiResult<Bytes> {
+    if let Some(length) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if length > limit as u64 {
+            return Err(ApiError::too_large(limit));
+        }
+    }
+    match tokio::time::timeout(timeout, read_body(body, limit)).await {
+        Ok(result) => result,
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "upload_timeout",
+            format!("the upload did not arrive within {} s", timeout.as_secs()),
+        )),
+    }
 }
 
 /// The whole body, refusing it as soon as it passes `limit` bytes.

@@ -8,6 +8,7 @@
 
 mod common;
 
+mod a1111;
 mod backends;
 mod blip;
 mod browser;
@@ -29,6 +30,7 @@ mod metadata_comfy;
 mod metadata_formats;
 mod metadata_trouble;
 mod milvus;
+mod milvus_auth;
 mod minilm;
 mod models;
 mod report;

@@ -78,6 +78,50 @@ pub fn parse_a1111_parameters(text: &str) -> Option<EmbeddedPrompt> {
     Some(found)
 }
 
+/// The fields of A1111 `parameters` text under A1111's own names, as its API's `png-info`
+/// answers them (`parse_generation_parameters` in `modules/infotext_utils.py`): `Prompt` and
+/// `Negative prompt` (empty when absent), then each setting as written, its value as text
+/// (unquoted; a JSON value as compact JSON), and a `WxH` value as two fields, `Key-1` and
+/// `Key-2` (`Size: 512x768` gives `Size-1` 512 and `Size-2` 768). A1111 also adds its UI's
+/// defaults for settings the text lacks (`Clip skip`, `Hires resize-1`, …); these are left out:
+/// they describe a UI, not the image.
+pub fn infotext_fields(text: &str) -> Map<String, Value> {
+    let found = parse_a1111_parameters(text);
+    let mut fields = Map::new();
+    let prompt = found.as_ref().map(|f| f.prompt.clone()).unwrap_or_default();
+    let negative = found.and_then(|f| f.negative_prompt).unwrap_or_default();
+    fields.insert("Prompt".into(), Value::String(prompt));
+    fields.insert("Negative prompt".into(), Value::String(negative));
+    let text = text.replace("\r\n", "\n");
+    let lines: Vec<&str> = text.trim().lines().collect();
+    if lines.is_empty() {
+        return fields;
+    }
+    for pair in split_settings(&lines).1 {
+        let value = match pair.json {
+            Some(json) => json.to_string(),
+            None => pair.value,
+        };
+        match image_size(&value) {
+            Some((width, height)) => {
+                fields.insert(format!("{}-1", pair.key), Value::String(width.into()));
+                fields.insert(format!("{}-2", pair.key), Value::String(height.into()));
+            }
+            None => {
+                fields.insert(pair.key, Value::String(value));
+            }
+        }
+    }
+    fields
+}
+
+/// The two numbers of a `WxH` value (A1111's `re_imagesize`, `^(\d+)x(\d+)$`).
+fn image_size(value: &str) -> Option<(&str, &str)> {
+    let (width, height) = value.split_once('x')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(width) && digits(height)).then_some((width, height))
+}
+
 /// One `Key: value` pair, its value unquoted.
 struct Pair {
     key: String,
@@ -318,6 +362,41 @@ pub(super) fn typed_value(text: String) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn infotext_fields_use_a1111_names_and_split_sizes() {
+        let text = "a cat, \"quoted\"\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, \
+                    CFG scale: 7, Seed: 42, Size: 512x768, Model hash: abc123, \
+                    Lora hashes: \"a: 1, b: 2\", Hires resize: 1024x1536, Version: v1.10.1";
+        let fields = infotext_fields(text);
+        let field = |key: &str| {
+            fields
+                .get(key)
+                .and_then(Value::as_str)
+                .unwrap_or("<missing>")
+        };
+        assert_eq!(field("Prompt"), "a cat, \"quoted\"");
+        assert_eq!(field("Negative prompt"), "blurry");
+        assert_eq!(field("Steps"), "20");
+        assert_eq!(field("Sampler"), "Euler a");
+        assert_eq!(field("CFG scale"), "7");
+        assert_eq!(field("Size-1"), "512");
+        assert_eq!(field("Size-2"), "768");
+        assert!(!fields.contains_key("Size"));
+        assert_eq!(field("Hires resize-1"), "1024");
+        assert_eq!(field("Lora hashes"), "a: 1, b: 2");
+        assert_eq!(field("Version"), "v1.10.1");
+        assert!(!fields.contains_key("Clip skip"), "no UI defaults");
+
+        let bare = infotext_fields("just a prompt");
+        assert_eq!(bare.len(), 2);
+        assert_eq!(bare["Prompt"], "just a prompt");
+        assert_eq!(bare["Negative prompt"], "");
+        assert_eq!(infotext_fields("  ")["Prompt"], "");
+        assert_eq!(image_size("12x"), None);
+        assert_eq!(image_size("x12"), None);
+        assert_eq!(image_size("1.5x2"), None);
+    }
 
     #[test]
     fn typed_values() {

@@ -74,8 +74,9 @@ use serde_json::{Map, Value};
 
 use crate::{Error, Result};
 
-pub use a1111::parse_a1111_parameters;
+pub use a1111::{infotext_fields, parse_a1111_parameters};
 pub use infotext::to_infotext;
+pub use png::png_text_chunks;
 
 /// Largest text accepted from one chunk, EXIF block or sidecar (compressed or decompressed).
 /// Real prompts and even large ComfyUI workflows stay far below; more means a broken file.

@@ -60,6 +60,18 @@ pub(super) fn read_png<R: BufRead + Seek>(
     meta
 }
 
+/// The text chunks of the PNG in `bytes` as keyword and text, in file order, within the same
+/// limits as the metadata reading; a chunk that cannot be read is left out, and a file that is
+/// not a PNG has none.
+pub fn png_text_chunks(bytes: &[u8]) -> Vec<(String, String)> {
+    let mut cursor = std::io::Cursor::new(bytes);
+    let meta = read_png(&mut cursor, bytes.len() as u64, &mut Scan::new());
+    meta.texts
+        .into_iter()
+        .map(|chunk| (chunk.keyword, chunk.text))
+        .collect()
+}
+
 /// The walk itself; an `Err` is a chunk list that cannot be followed further.
 fn walk<R: BufRead + Seek>(
     reader: &mut R,

@@ -14,8 +14,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use milvus::v2::prelude::{
-    ClientV2, ConnectConfig, ConsistencyLevel, DeleteRequest, FlushRequest, HasCollectionRequest,
-    InsertRequest, QueryRequest, RetryConfig, TelemetryConfig, UpsertRequest,
+    ClientV2, ConnectConfig, ConsistencyLevel, DeleteRequest, FlushRequest,
+    GetServerVersionRequest, HasCollectionRequest, InsertRequest, QueryRequest, RetryConfig,
+    TelemetryConfig, UpsertRequest,
 };
 use serde_json::{Map, Value};
 
@@ -28,6 +29,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const RPC_TIMEOUT: Duration = Duration::from_secs(300);
 /// Rows per query page and per upsert.
 pub const PAGE: usize = 1000;
+/// The oldest Milvus release the schema works on: BM25 functions (full-text search) came in 2.5.
+const OLDEST_RELEASE: (u32, u32) = (2, 5);
 
 /// A row as the SDK decodes it: field name -> JSON value.
 pub type Row = Map<String, Value>;
@@ -81,13 +84,41 @@ impl Milvus {
         };
         let client =
             block_on(&runtime, connecting).map_err(|e| connect_error(url, &location, &e))?;
-        Ok(Self {
+        let milvus = Self {
             url: url.clone(),
             location,
             client,
             runtime: Some(runtime),
             consistency,
-        })
+        };
+        milvus.check_release()?;
+        Ok(milvus)
+    }
+
+    /// Refuses a server older than [`OLDEST_RELEASE`], which would take the collections' BM25
+    /// function without complaint and then time out loading them. A version text that is not
+    /// `[v]MAJOR.MINOR…` (milvus-lite says `milvus_lite-3.2.2`; managed services say their own
+    /// thing) passes: later calls then speak for themselves.
+    fn check_release(&self) -> Result<()> {
+        let request = GetServerVersionRequest::builder()
+            .build()
+            .map_err(|e| self.fail(e.to_string()))?;
+        let version = self.block("asking the server's version", async {
+            Ok(self
+                .client
+                .server_version(request)
+                .await?
+                .version()
+                .to_string())
+        })?;
+        match release(&version) {
+            Some(found) if found < OLDEST_RELEASE => Err(self.fail(format!(
+                "the server at {}:{} runs Milvus {version}; promptdex needs Milvus {}.{} or newer \
+                 (BM25 full-text search)",
+                self.url.host, self.url.port, OLDEST_RELEASE.0, OLDEST_RELEASE.1
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Where the index lives.
@@ -355,10 +386,20 @@ fn refused_credentials(e: &milvus::v2::error::Error) -> bool {
     }
 }
 
-/// An SDK error as one line, with its source chain.
+/// An SDK error as one line, with its source chain. A gRPC status is its code and message
+/// alone: its Display adds empty details and the response headers, noise to a reader.
 fn describe(e: &milvus::v2::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
+    use milvus::v2::error::Error as Sdk;
+    let (mut text, mut source) = match e {
+        Sdk::Grpc(status) => (
+            format!("gRPC {:?}: {}", status.code(), status.message()),
+            std::error::Error::source(status),
+        ),
+        Sdk::RetryExhausted { attempts, source } => {
+            return format!("after {attempts} attempts: {}", describe(source));
+        }
+        _ => (e.to_string(), std::error::Error::source(e)),
+    };
     while let Some(s) = source {
         let more = s.to_string();
         if !text.contains(&more) {
@@ -368,6 +409,17 @@ fn describe(e: &milvus::v2::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// `(major, minor)` of a Milvus version text such as `v2.3.5-lite` or `2.6.1`.
+fn release(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version
+        .strip_prefix('v')
+        .unwrap_or(version)
+        .split(['.', '-']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
 }
 
 /// A filter cut for messages.
@@ -408,7 +460,24 @@ mod tests {
                 "{message}"
             );
             assert!(!message.contains("secret"), "{message}");
+            assert!(
+                message.contains("gRPC Unauthenticated: auth check failure"),
+                "{message}"
+            );
+            assert!(!message.contains("MetadataMap"), "{message}");
         }
+    }
+
+    #[test]
+    fn release_numbers_are_read_where_there_are_any() {
+        assert_eq!(release("v2.3.5-lite"), Some((2, 3)));
+        assert_eq!(release("v2.5.0"), Some((2, 5)));
+        assert_eq!(release("2.6.1"), Some((2, 6)));
+        assert!(release("v2.4.17").unwrap() < OLDEST_RELEASE);
+        assert!(release("v3.0.0").unwrap() >= OLDEST_RELEASE);
+        assert_eq!(release("milvus_lite-3.2.2"), None);
+        assert_eq!(release("Zilliz Cloud"), None);
+        assert_eq!(release(""), None);
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! semantic search filters out.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use milvus::v2::prelude::{
     CollectionSchema, CreateCollectionRequest, DataType, FieldSchema, Function, FunctionType,
@@ -182,8 +183,14 @@ pub fn ensure_manifest(m: &Milvus, names: &Names, dim: usize) -> Result<()> {
     ensure(m, &names.manifest, schema, vec![flat(SUM)])
 }
 
+/// How long a writer whose creation of a collection failed waits for another writer's
+/// creation of it to show (milvus-lite refuses the second creation while the first is still
+/// under way, before the collection is listed).
+const CREATION_RACE: Duration = Duration::from_secs(10);
+
 /// Creates `name` with `schema` and `indexes` unless it exists, then loads it. Two writers
-/// creating it at once are fine: the loser finds it made.
+/// creating it at once are fine: the loser finds it made, waiting for it for up to
+/// [`CREATION_RACE`].
 fn ensure(
     m: &Milvus,
     name: &str,
@@ -201,8 +208,12 @@ fn ensure(
             m.client().create_collection(request).await
         });
         if let Err(e) = created {
-            if !m.has_collection(name)? {
-                return Err(e);
+            let clock = Instant::now();
+            while !m.has_collection(name)? {
+                if clock.elapsed() > CREATION_RACE {
+                    return Err(e);
+                }
+                std::thread::sleep(Duration::from_millis(100));
             }
         }
     }

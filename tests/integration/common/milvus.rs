@@ -54,24 +54,7 @@ fn executable() -> PathBuf {
         if let Some(exe) = std::env::var_os("PROMPTDEX_MILVUS_LITE") {
             return PathBuf::from(exe);
         }
-        let venv = super::root().join("target/milvus-venv");
-        let exe = venv.join("bin/milvus-lite");
-        let pip = venv.join("bin/pip");
-        if !exe.exists() || !pip.exists() {
-            let made = Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .status()
-                .expect("running python3 -m venv (python3 is needed for the Milvus tests)");
-            assert!(made.success(), "python3 -m venv {} failed", venv.display());
-            let installed = Command::new(&pip)
-                .args(["install", "--quiet"])
-                .args(PACKAGES)
-                .status()
-                .expect("running pip");
-            assert!(installed.success(), "pip install {PACKAGES:?} failed");
-        }
-        exe
+        super::python::venv_executable("milvus-venv", &PACKAGES, "milvus-lite")
     })
     .clone()
 }
@@ -97,16 +80,7 @@ fn start() -> MilvusServer {
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("starting {}: {e}", exe.display()));
-    // Stops the server if this process dies without running destructors.
-    let watchdog = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "while kill -0 {} 2>/dev/null; do sleep 1; done; kill {} 2>/dev/null",
-            std::process::id(),
-            child.id()
-        ))
-        .spawn()
-        .expect("starting the watchdog shell");
+    let watchdog = super::watchdog(child.id(), "TERM");
     let addr = format!("127.0.0.1:{port}");
     let clock = Instant::now();
     while TcpStream::connect(&addr).is_err() {

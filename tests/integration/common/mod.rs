@@ -2,7 +2,9 @@
 
 pub mod cdp;
 pub mod milvus;
+pub mod milvus_auth;
 pub mod png;
+pub mod python;
 pub mod server;
 
 use std::path::{Path, PathBuf};
@@ -63,6 +65,19 @@ pub fn minilm() -> &'static MiniLm {
     MODEL.get_or_init(|| {
         MiniLm::load(&minilm_dir(), EmbedConfig::default()).expect("loading MiniLM")
     })
+}
+
+/// A shell that sends `signal` to process `pid` once this test process has ended, however it
+/// ends (a panic, a failed test, a kill): servers the tests start never outlive them.
+pub fn watchdog(pid: u32, signal: &str) -> std::process::Child {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "while kill -0 {} 2>/dev/null; do sleep 1; done; kill -{signal} {pid} 2>/dev/null",
+            std::process::id()
+        ))
+        .spawn()
+        .expect("starting the watchdog shell")
 }
 
 /// Runs the promptdex binary with the test models folder.
