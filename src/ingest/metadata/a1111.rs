@@ -48,32 +48,15 @@ const STRING_KEYS: [&str; 7] = [
 /// Returns `None` only for text that is empty or all whitespace. The result's `location` is
 /// empty: the caller knows where the text came from.
 pub fn parse_a1111_parameters(text: &str) -> Option<EmbeddedPrompt> {
-    let text = text.replace("\r\n", "\n");
-    let text = text.trim();
-    if text.is_empty() {
-        return None;
-    }
-    let lines: Vec<&str> = text.lines().collect();
-    let (body, settings) = split_settings(&lines);
-    let written = lines[body.len()..].join("\n");
-    let mut prompt = Vec::new();
-    let mut negative: Option<Vec<&str>> = None;
-    for &line in body {
-        match (&mut negative, line.strip_prefix("Negative prompt:")) {
-            (None, Some(rest)) => negative = Some(vec![rest]),
-            (Some(neg), _) => neg.push(line),
-            (None, None) => prompt.push(line),
-        }
-    }
-    let negative = negative.map(|n| n.join("\n"));
-    let mut found = EmbeddedPrompt::new(Provenance::A1111Parameters, prompt.join("\n"))
-        .negative(negative.as_deref());
-    for pair in settings {
+    let parts = Parts::of(text)?;
+    let mut found = EmbeddedPrompt::new(Provenance::A1111Parameters, parts.prompt)
+        .negative(parts.negative.as_deref());
+    for pair in parts.settings {
         insert_setting(&mut found.parameters, pair);
     }
     add_extras(&mut found.parameters);
-    if !written.is_empty() && written.len() <= MAX_PARAMETERS_BYTES {
-        found.settings_line = Some(written);
+    if !parts.written.is_empty() && parts.written.len() <= MAX_PARAMETERS_BYTES {
+        found.settings_line = Some(parts.written);
     }
     Some(found)
 }
@@ -86,18 +69,18 @@ pub fn parse_a1111_parameters(text: &str) -> Option<EmbeddedPrompt> {
 /// defaults for settings the text lacks (`Clip skip`, `Hires resize-1`, …); these are left out:
 /// they describe a UI, not the image.
 pub fn infotext_fields(text: &str) -> Map<String, Value> {
-    let found = parse_a1111_parameters(text);
+    let parts = Parts::of(text);
     let mut fields = Map::new();
-    let prompt = found.as_ref().map(|f| f.prompt.clone()).unwrap_or_default();
-    let negative = found.and_then(|f| f.negative_prompt).unwrap_or_default();
-    fields.insert("Prompt".into(), Value::String(prompt));
-    fields.insert("Negative prompt".into(), Value::String(negative));
-    let text = text.replace("\r\n", "\n");
-    let lines: Vec<&str> = text.trim().lines().collect();
-    if lines.is_empty() {
-        return fields;
-    }
-    for pair in split_settings(&lines).1 {
+    let (prompt, negative, settings) = match parts {
+        Some(p) => (p.prompt, p.negative.unwrap_or_default(), p.settings),
+        None => (String::new(), String::new(), Vec::new()),
+    };
+    fields.insert("Prompt".into(), Value::String(prompt.trim().to_string()));
+    fields.insert(
+        "Negative prompt".into(),
+        Value::String(negative.trim().to_string()),
+    );
+    for pair in settings {
         let value = match pair.json {
             Some(json) => json.to_string(),
             None => pair.value,
@@ -120,6 +103,47 @@ fn image_size(value: &str) -> Option<(&str, &str)> {
     let (width, height) = value.split_once('x')?;
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     (digits(width) && digits(height)).then_some((width, height))
+}
+
+/// `parameters` text taken apart: what both readings of it start from.
+struct Parts {
+    /// The prompt lines, untrimmed.
+    prompt: String,
+    /// The negative prompt lines after `Negative prompt:`, untrimmed.
+    negative: Option<String>,
+    /// The settings pairs.
+    settings: Vec<Pair>,
+    /// The lines holding the settings, as written.
+    written: String,
+}
+
+impl Parts {
+    /// The parts of `text` (CRLF read as LF, trimmed); `None` when that leaves nothing.
+    fn of(text: &str) -> Option<Parts> {
+        let text = text.replace("\r\n", "\n");
+        let text = text.trim();
+        if text.is_empty() {
+            return None;
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        let (body, settings) = split_settings(&lines);
+        let written = lines[body.len()..].join("\n");
+        let mut prompt = Vec::new();
+        let mut negative: Option<Vec<&str>> = None;
+        for &line in body {
+            match (&mut negative, line.strip_prefix("Negative prompt:")) {
+                (None, Some(rest)) => negative = Some(vec![rest]),
+                (Some(neg), _) => neg.push(line),
+                (None, None) => prompt.push(line),
+            }
+        }
+        Some(Parts {
+            prompt: prompt.join("\n"),
+            negative: negative.map(|n| n.join("\n")),
+            settings,
+            written,
+        })
+    }
 }
 
 /// One `Key: value` pair, its value unquoted.
